@@ -1,0 +1,375 @@
+//! HTTP mapping for API Gateway: identity, query and path parsing, body limits, Stripe-style
+//! errors, the list envelope and the `Request-Id` header.
+
+use lambda_http::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use lambda_http::http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::attempt::{Attempt, View};
+use crate::id::{AttemptId, OrganizationId, SessionId};
+use crate::page::{Cursor, ListQuery, Page, MAX_LIMIT};
+use crate::runtime::Settings;
+use crate::store::StoreError;
+use crate::validation::InvalidRequest;
+
+pub const LIST_URL: &str = "/v1/payments/attempts";
+/// Bodies are small JSON commands; receipts are capped well below this.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Seconds a caller should wait after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// An error as the API shows it: `{"error": {"type", "code", "message", "param"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "unauthenticated",
+            "No valid identity: send a bearer token whose claims name your organization.",
+        )
+    }
+
+    pub fn not_found(id: &str) -> Self {
+        ApiError {
+            param: Some("id".to_owned()),
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "resource_missing",
+                format!("No such payment attempt: '{id}'"),
+            )
+        }
+    }
+
+    pub fn route_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "route_missing",
+            "Unrecognized request URL.",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "This URL does not accept that method.",
+        )
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "storage_unavailable",
+            "Storage is temporarily unavailable; nothing was written. Retry after the Retry-After delay.",
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "internal_error",
+            "An internal error occurred; it has been logged.",
+        )
+    }
+}
+
+impl From<InvalidRequest> for ApiError {
+    fn from(e: InvalidRequest) -> Self {
+        ApiError {
+            param: e.param,
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                e.code,
+                e.message,
+            )
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => {
+                tracing::warn!(error = %why, "storage unavailable");
+                Self::unavailable()
+            }
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                Self::internal()
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'a str>,
+}
+
+/// The caller's organization, only from the verified identity in the request context.
+pub fn organization(req: &Request, settings: &Settings) -> Result<OrganizationId, ApiError> {
+    let claims = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|jwt| &jwt.claims),
+        _ => None,
+    };
+    let org = claims
+        .and_then(|c| c.get(&settings.org_claim))
+        .and_then(|v| OrganizationId::parse(v));
+    org.ok_or_else(ApiError::unauthenticated)
+}
+
+/// API Gateway's request id when there is one, so logs and the header agree.
+pub fn request_id(req: &Request) -> String {
+    let from_gateway = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    from_gateway
+        .or_else(|| {
+            req.lambda_context_ref()
+                .map(|c| c.request_id.clone())
+                .filter(|id| !id.is_empty())
+        })
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()))
+}
+
+/// The attempt id in the path.
+pub fn attempt_id(req: &Request) -> Result<AttemptId, ApiError> {
+    let params = req.path_parameters();
+    let raw = params.first("id").unwrap_or_default();
+    AttemptId::parse(raw).ok_or_else(|| {
+        InvalidRequest::invalid("id", format!("Invalid id: `{raw}` is not a payment attempt id (payatt_ and 32 lowercase hex digits).")).into()
+    })
+}
+
+/// Parses the list query, refusing unknown and repeated parameters.
+pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
+    let params = req.query_string_parameters();
+    let mut names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
+    names.sort_unstable();
+    for pair in names.windows(2) {
+        if pair[0] == pair[1] {
+            return Err(InvalidRequest::duplicate(pair[0]).into());
+        }
+    }
+    let mut query = ListQuery::default();
+    for name in names {
+        let value = params.first(name).unwrap_or_default();
+        match name {
+            "session_id" => query.session_id = Some(SessionId::parse(value).ok_or_else(|| {
+                InvalidRequest::invalid(
+                    name,
+                    "Invalid session_id: must be `session_` followed by 1 to 64 letters or digits.",
+                )
+            })?),
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l))
+                    .ok_or_else(|| {
+                        InvalidRequest::invalid(
+                            name,
+                            format!("Invalid limit: must be an integer from 1 to {MAX_LIMIT}."),
+                        )
+                    })?
+            }
+            "starting_after" | "ending_before" => {
+                if query.cursor.is_some() {
+                    return Err(InvalidRequest::invalid(
+                        "ending_before",
+                        "starting_after and ending_before cannot be used together.",
+                    )
+                    .into());
+                }
+                let id = AttemptId::parse(value).ok_or_else(|| {
+                    InvalidRequest::invalid(name, format!("Invalid {name}: must be a payment attempt id (payatt_ and 32 lowercase hex digits)."))
+                })?;
+                query.cursor = Some(if name == "starting_after" {
+                    Cursor::StartingAfter(id)
+                } else {
+                    Cursor::EndingBefore(id)
+                });
+            }
+            other => return Err(InvalidRequest::unknown(other).into()),
+        }
+    }
+    Ok(query)
+}
+
+/// The JSON body of a write, within size and media-type limits.
+pub fn json_body(req: &Request) -> Result<&[u8], ApiError> {
+    if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
+        let media = content_type
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media != "application/json" {
+            return Err(ApiError {
+                param: None,
+                ..ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid_request_error",
+                    "unsupported_media_type",
+                    "Send the body as JSON with Content-Type: application/json.",
+                )
+            });
+        }
+    }
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "body_too_large",
+            format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    match serde_json::to_string(body) {
+        Ok(text) => {
+            let mut response = Response::new(Body::Text(text));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "response serialization failed");
+            error_response(&ApiError::internal())
+        }
+    }
+}
+
+pub fn attempt_response(status: StatusCode, attempt: &Attempt) -> Response<Body> {
+    json_response(status, &attempt.view(View::Full))
+}
+
+/// Stripe's list envelope around seed 000's objects.
+pub fn list_response(page: &Page) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Envelope<'a, T: Serialize> {
+        object: &'static str,
+        url: &'static str,
+        has_more: bool,
+        data: Vec<T>,
+        #[serde(skip)]
+        _page: std::marker::PhantomData<&'a ()>,
+    }
+    let data = page.attempts.iter().map(|a| a.view(View::Row)).collect();
+    json_response(
+        StatusCode::OK,
+        &Envelope {
+            object: "list",
+            url: LIST_URL,
+            has_more: page.has_more,
+            data,
+            _page: std::marker::PhantomData,
+        },
+    )
+}
+
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    let body = ErrorBody {
+        error: ErrorFields {
+            kind: error.kind,
+            code: error.code,
+            message: &error.message,
+            param: error.param.as_deref(),
+        },
+    };
+    let text = serde_json::to_string(&body).unwrap_or_else(|_| r#"{"error":{"type":"api_error","code":"internal_error","message":"An internal error occurred."}}"#.to_owned());
+    let mut response = Response::new(Body::Text(text));
+    *response.status_mut() = error.status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if error.status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    response
+}
+
+/// Finishes every response: the error body if it failed, and the `Request-Id` header always.
+pub fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            if error.status.is_server_error() {
+                tracing::warn!(
+                    status = error.status.as_u16(),
+                    code = error.code,
+                    "request failed"
+                );
+            } else {
+                tracing::info!(
+                    status = error.status.as_u16(),
+                    code = error.code,
+                    param = error.param.as_deref(),
+                    "request refused"
+                );
+            }
+            error_response(&error)
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("request-id", value);
+    }
+    response
+}

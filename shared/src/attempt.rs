@@ -1,0 +1,244 @@
+//! The payment attempt and its status lifecycle.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::money::{Amount, Currency};
+use crate::time::Timestamp;
+
+/// The seed's status vocabulary. `Active` and `Disabled` describe payment accounts; they are
+/// kept here only so that writing them to an attempt gets an error that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Disabled,
+    Pending,
+    Succeeded,
+    Failed,
+    Released,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Active,
+        Status::Disabled,
+        Status::Pending,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Released,
+    ];
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Disabled => "disabled",
+            Status::Pending => "pending",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Released => "released",
+        }
+    }
+
+    /// Account statuses: never valid for an attempt.
+    pub fn describes_accounts(&self) -> bool {
+        matches!(self, Status::Active | Status::Disabled)
+    }
+
+    /// Statuses an attempt may be created in.
+    pub fn is_initial(&self) -> bool {
+        matches!(self, Status::Pending | Status::Succeeded | Status::Failed)
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Released)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A move along the lifecycle: only `pending -> succeeded | failed | released`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusTransition {
+    pub from: Status,
+    pub to: Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a payment attempt cannot move from `{from}` to `{to}`")]
+pub struct InvalidTransition {
+    pub from: Status,
+    pub to: Status,
+}
+
+impl StatusTransition {
+    pub fn new(from: Status, to: Status) -> Result<Self, InvalidTransition> {
+        let legal = from == Status::Pending
+            && matches!(to, Status::Succeeded | Status::Failed | Status::Released);
+        if legal {
+            Ok(StatusTransition { from, to })
+        } else {
+            Err(InvalidTransition { from, to })
+        }
+    }
+}
+
+/// Why the status is what it is; mirrors the latest history entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusDetails {
+    pub changed_at: Timestamp,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub source: Option<String>,
+}
+
+/// One entry of the append-only status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusChange {
+    pub status: Status,
+    pub previous_status: Option<Status>,
+    pub changed_at: Timestamp,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub source: Option<String>,
+}
+
+/// The durable record of one authorization + settlement cycle of a paid call.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub organization_id: OrganizationId,
+    pub session_id: Option<SessionId>,
+    pub payment_account_id: Option<PaymentAccountId>,
+    pub capability: String,
+    pub operation: String,
+    pub rail: Option<String>,
+    pub amount_usd: Amount,
+    pub currency: Currency,
+    pub target_url: String,
+    pub request_hash: Option<String>,
+    pub status: Status,
+    pub status_details: StatusDetails,
+    pub error_message: Option<String>,
+    /// Rail-specific JSON object, kept as the caller's exact (minified) text.
+    pub receipt: Box<RawValue>,
+    pub metadata: BTreeMap<String, String>,
+    pub status_history: Vec<StatusChange>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// How much of an attempt a response shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Retrieve: the whole record, status history included.
+    Full,
+    /// List rows: without the history, to keep pages small.
+    Row,
+}
+
+#[derive(Serialize)]
+struct AttemptJson<'a> {
+    id: &'a AttemptId,
+    object: &'static str,
+    organization_id: &'a OrganizationId,
+    session_id: &'a Option<SessionId>,
+    payment_account_id: &'a Option<PaymentAccountId>,
+    capability: &'a str,
+    operation: &'a str,
+    rail: &'a Option<String>,
+    amount_usd: &'a Amount,
+    currency: &'a Currency,
+    target_url: &'a str,
+    request_hash: &'a Option<String>,
+    status: Status,
+    status_details: &'a StatusDetails,
+    error_message: &'a Option<String>,
+    receipt: &'a RawValue,
+    metadata: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_history: Option<&'a [StatusChange]>,
+    created_at: &'a Timestamp,
+    updated_at: &'a Timestamp,
+}
+
+impl Attempt {
+    pub const OBJECT: &'static str = "payment_attempt";
+
+    /// The attempt as the API shows it.
+    pub fn view(&self, view: View) -> impl Serialize + '_ {
+        AttemptJson {
+            id: &self.id,
+            object: Self::OBJECT,
+            organization_id: &self.organization_id,
+            session_id: &self.session_id,
+            payment_account_id: &self.payment_account_id,
+            capability: &self.capability,
+            operation: &self.operation,
+            rail: &self.rail,
+            amount_usd: &self.amount_usd,
+            currency: &self.currency,
+            target_url: &self.target_url,
+            request_hash: &self.request_hash,
+            status: self.status,
+            status_details: &self.status_details,
+            error_message: &self.error_message,
+            receipt: &self.receipt,
+            metadata: &self.metadata,
+            status_history: (view == View::Full).then_some(self.status_history.as_slice()),
+            created_at: &self.created_at,
+            updated_at: &self.updated_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Status::*;
+
+    #[test]
+    fn only_pending_moves_and_only_to_an_outcome() {
+        for from in Status::ALL {
+            for to in Status::ALL {
+                let legal = from == Pending && matches!(to, Succeeded | Failed | Released);
+                assert_eq!(
+                    StatusTransition::new(from, to).is_ok(),
+                    legal,
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn creation_statuses() {
+        let initial: Vec<_> = Status::ALL.into_iter().filter(Status::is_initial).collect();
+        assert_eq!(initial, vec![Pending, Succeeded, Failed]);
+        assert!(Active.describes_accounts() && Disabled.describes_accounts());
+        assert!(
+            !Pending.is_final() && Succeeded.is_final() && Failed.is_final() && Released.is_final()
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip_their_names() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        assert_eq!(Status::parse("PENDING"), None);
+    }
+}

@@ -1,0 +1,495 @@
+//! Commands that write attempts, parsed from the JSON every writer sends (HTTP body today;
+//! the same text from SQS or a direct invoke).
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
+use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::money::{Amount, AmountError, Currency};
+use crate::time::Timestamp;
+use crate::validation::{self as v, InvalidRequest, JsonFields, Result};
+
+/// Why a status was set, as the writer tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusNote {
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub source: Option<String>,
+}
+
+/// A validated request to record a new attempt.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    /// Only trusted writers (IAM, SQS, direct invoke) may name the organization in the body.
+    pub organization_id: Option<OrganizationId>,
+    pub session_id: Option<SessionId>,
+    pub payment_account_id: Option<PaymentAccountId>,
+    pub capability: String,
+    pub operation: String,
+    pub rail: Option<String>,
+    pub amount_usd: Amount,
+    pub currency: Currency,
+    pub target_url: String,
+    pub request_hash: Option<String>,
+    pub status: Status,
+    pub status_note: StatusNote,
+    pub error_message: Option<String>,
+    pub receipt: Box<RawValue>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl NewAttempt {
+    pub fn from_json(body: &[u8]) -> Result<Self> {
+        let mut f = JsonFields::parse(body)?;
+        let organization_id = prefixed(
+            f.take("organization_id"),
+            "organization_id",
+            OrganizationId::parse,
+        )?;
+        let session_id = prefixed(f.take("session_id"), "session_id", SessionId::parse)?;
+        let payment_account_id = prefixed(
+            f.take("payment_account_id"),
+            "payment_account_id",
+            PaymentAccountId::parse,
+        )?;
+        let capability = required(&mut f, "capability", |raw, p| {
+            v::token(
+                raw,
+                p,
+                128,
+                v::capability_char,
+                "use letters, digits and `_ . : / -`",
+            )
+        })?;
+        let operation = required(&mut f, "operation", |raw, p| {
+            v::token(
+                raw,
+                p,
+                128,
+                v::capability_char,
+                "use letters, digits and `_ . : / -`",
+            )
+        })?;
+        let rail = optional(f.take("rail"), "rail", |raw, p| {
+            v::token(
+                raw,
+                p,
+                64,
+                v::rail_char,
+                "use lowercase letters, digits and `_`",
+            )
+        })?;
+        let amount_usd = required(&mut f, "amount_usd", amount)?;
+        let currency = optional(f.take("currency"), "currency", |raw, p| {
+            let code = v::string(raw, p, 3).ok().and_then(|c| Currency::parse(&c));
+            code.ok_or_else(|| {
+                InvalidRequest::invalid(
+                    p,
+                    format!("Invalid {p}: must be an ISO 4217 code such as `USD`."),
+                )
+            })
+        })?
+        .unwrap_or(Currency::USD);
+        let target_url = required(&mut f, "target_url", v::target_url)?;
+        let request_hash = optional(f.take("request_hash"), "request_hash", v::request_hash)?;
+        let status =
+            optional(f.take("status"), "status", initial_status)?.unwrap_or(Status::Pending);
+        let error_message = v::optional_string(f.take("error_message"), "error_message", 1000)?;
+        let status_note = status_note(f.take("status_details"), "status_details")?;
+        let receipt = v::receipt(f.take("receipt"), "receipt")?;
+        let metadata = v::metadata(f.take("metadata"), "metadata")?;
+        f.reject_unknown(None)?;
+        check_error_message(status, &error_message)?;
+        Ok(NewAttempt {
+            organization_id,
+            session_id,
+            payment_account_id,
+            capability,
+            operation,
+            rail,
+            amount_usd,
+            currency,
+            target_url,
+            request_hash,
+            status,
+            status_note,
+            error_message,
+            receipt,
+            metadata,
+        })
+    }
+
+    /// The attempt as first recorded, created now by `organization`.
+    pub fn into_attempt(self, organization: OrganizationId, now: Timestamp) -> Attempt {
+        let StatusNote {
+            reason,
+            message,
+            source,
+        } = self.status_note;
+        let change = StatusChange {
+            status: self.status,
+            previous_status: None,
+            changed_at: now,
+            reason: reason.clone(),
+            message: message.clone(),
+            source: source.clone(),
+        };
+        Attempt {
+            id: AttemptId::new_at(now),
+            organization_id: organization,
+            session_id: self.session_id,
+            payment_account_id: self.payment_account_id,
+            capability: self.capability,
+            operation: self.operation,
+            rail: self.rail,
+            amount_usd: self.amount_usd,
+            currency: self.currency,
+            target_url: self.target_url,
+            request_hash: self.request_hash,
+            status: self.status,
+            status_details: StatusDetails {
+                changed_at: now,
+                reason,
+                message,
+                source,
+            },
+            error_message: self.error_message,
+            receipt: self.receipt,
+            metadata: self.metadata,
+            status_history: vec![change],
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+fn required<T>(
+    f: &mut JsonFields,
+    param: &str,
+    parse: impl FnOnce(&RawValue, &str) -> Result<T>,
+) -> Result<T> {
+    match f.take(param) {
+        Some(raw) if !v::is_null(&raw) => parse(&raw, param),
+        _ => Err(InvalidRequest::missing(param)),
+    }
+}
+
+fn optional<T>(
+    raw: Option<Box<RawValue>>,
+    param: &str,
+    parse: impl FnOnce(&RawValue, &str) -> Result<T>,
+) -> Result<Option<T>> {
+    match raw {
+        Some(raw) if !v::is_null(&raw) => parse(&raw, param).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn prefixed<T>(
+    raw: Option<Box<RawValue>>,
+    param: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>> {
+    optional(raw, param, |raw, p| {
+        let text: Option<String> = serde_json::from_str(raw.get()).ok();
+        text.as_deref().and_then(parse).ok_or_else(|| {
+            let prefix = p
+                .trim_end_matches("_id")
+                .replace("payment_account", "payacct")
+                .replace("organization", "org");
+            InvalidRequest::invalid(
+                p,
+                format!("Invalid {p}: must be `{prefix}_` followed by 1 to 64 letters or digits."),
+            )
+        })
+    })
+}
+
+fn amount(raw: &RawValue, param: &str) -> Result<Amount> {
+    Amount::parse_json_number(raw.get()).map_err(|e| {
+        let why = match e {
+            AmountError::NotANumber => "must be a number (a JSON number, not a string)".to_owned(),
+            other => other.to_string(),
+        };
+        InvalidRequest::invalid(param, format!("Invalid {param}: {why}."))
+    })
+}
+
+pub(crate) fn parse_status(raw: &RawValue, param: &str) -> Result<Status> {
+    let text: Option<String> = serde_json::from_str(raw.get()).ok();
+    let status = text.as_deref().and_then(Status::parse).ok_or_else(|| {
+        InvalidRequest::invalid(
+            param,
+            format!("Invalid {param}: must be one of pending, succeeded, failed, released."),
+        )
+    })?;
+    if status.describes_accounts() {
+        return Err(InvalidRequest::invalid(
+            param,
+            format!(
+                "Invalid {param}: `{status}` describes payment accounts, never payment attempts."
+            ),
+        ));
+    }
+    Ok(status)
+}
+
+fn initial_status(raw: &RawValue, param: &str) -> Result<Status> {
+    let status = parse_status(raw, param)?;
+    if !status.is_initial() {
+        return Err(InvalidRequest::invalid(
+            param,
+            format!("Invalid {param}: an attempt is created pending, succeeded or failed; `{status}` is reached only from pending."),
+        ));
+    }
+    Ok(status)
+}
+
+/// `error_message` says why an attempt failed, so it belongs to failed attempts only.
+pub(crate) fn check_error_message(status: Status, error_message: &Option<String>) -> Result<()> {
+    match (status, error_message) {
+        (Status::Failed, None) => Err(InvalidRequest::missing("error_message")),
+        (Status::Failed, Some(_)) | (_, None) => Ok(()),
+        (other, Some(_)) => Err(InvalidRequest::invalid(
+            "error_message",
+            format!(
+                "Invalid error_message: only a failed attempt has one, and this one is {other}."
+            ),
+        )),
+    }
+}
+
+pub(crate) fn status_note(raw: Option<Box<RawValue>>, param: &str) -> Result<StatusNote> {
+    let Some(raw) = raw.filter(|r| !v::is_null(r)) else {
+        return Ok(StatusNote::default());
+    };
+    if !raw.get().trim_start().starts_with('{') {
+        return Err(InvalidRequest::invalid(
+            param,
+            format!("Invalid {param}: must be an object."),
+        ));
+    }
+    let mut f = JsonFields::parse(raw.get().as_bytes()).map_err(|e| InvalidRequest {
+        param: Some(format!("{param}[{}]", e.param.unwrap_or_default())),
+        ..e
+    })?;
+    let mut field =
+        |name: &str, max| v::optional_string(f.take(name), &format!("{param}[{name}]"), max);
+    let note = StatusNote {
+        reason: field("reason", 100)?,
+        message: field("message", 500)?,
+        source: field("source", 100)?,
+    };
+    f.reject_unknown(Some(param))?;
+    Ok(note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn body() -> Value {
+        json!({
+            "session_id": "session_01933b5a000070008000000000000001",
+            "payment_account_id": "payacct_01933b5a000070008000000000000001",
+            "capability": "paid_search",
+            "operation": "search.query",
+            "rail": "mpp_tempo",
+            "amount_usd": 0.014,
+            "currency": "USD",
+            "target_url": "https://api.example.com/v1/search",
+            "request_hash": format!("sha256:{}", "9f".repeat(32)),
+            "receipt": {"tx": "0xabc"},
+            "metadata": {"order": "42"}
+        })
+    }
+
+    fn parse(v: &Value) -> Result<NewAttempt> {
+        NewAttempt::from_json(v.to_string().as_bytes())
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut b = body();
+        b[field] = value;
+        b
+    }
+
+    fn without(field: &str) -> Value {
+        let mut b = body();
+        b.as_object_mut().unwrap().remove(field);
+        b
+    }
+
+    fn rejected(v: &Value) -> (String, &'static str) {
+        let e = parse(v).expect_err("should be rejected");
+        (e.param.unwrap_or_default(), e.code)
+    }
+
+    #[test]
+    fn a_full_body_becomes_a_pending_attempt() {
+        let cmd = parse(&body()).unwrap();
+        assert_eq!(cmd.status, Status::Pending);
+        assert_eq!(cmd.amount_usd.to_string(), "0.014");
+        let now = Timestamp::now();
+        let org = OrganizationId::parse("org_acme").unwrap();
+        let attempt = cmd.into_attempt(org, now);
+        assert_eq!(attempt.id.timestamp(), Some(now));
+        assert_eq!(attempt.status_history.len(), 1);
+        let shown = serde_json::to_value(attempt.view(crate::View::Full)).unwrap();
+        assert_eq!(shown["object"], "payment_attempt");
+        assert_eq!(shown["organization_id"], "org_acme");
+        assert_eq!(shown["status_history"][0]["status"], "pending");
+        assert_eq!(shown["status_history"][0]["previous_status"], Value::Null);
+        assert_eq!(shown["receipt"], json!({"tx": "0xabc"}));
+        let row = serde_json::to_value(attempt.view(crate::View::Row)).unwrap();
+        assert!(row.get("status_history").is_none());
+    }
+
+    #[test]
+    fn minimal_body_takes_defaults() {
+        let cmd = parse(&json!({
+            "capability": "paid_search", "operation": "search.query",
+            "amount_usd": 0, "target_url": "https://api.example.com/"
+        }))
+        .unwrap();
+        assert_eq!(
+            (cmd.currency, cmd.status, cmd.session_id, cmd.rail),
+            (Currency::USD, Status::Pending, None, None)
+        );
+        assert_eq!(cmd.receipt.get(), "{}");
+    }
+
+    #[test]
+    fn each_required_field_is_named_when_missing() {
+        for field in ["capability", "operation", "amount_usd", "target_url"] {
+            assert_eq!(
+                rejected(&without(field)),
+                (field.to_owned(), "parameter_missing")
+            );
+            assert_eq!(
+                rejected(&with(field, Value::Null)),
+                (field.to_owned(), "parameter_missing")
+            );
+        }
+    }
+
+    #[test]
+    fn each_field_is_validated() {
+        let cases = [
+            ("session_id", json!("sess_1")),
+            ("session_id", json!("session_a#b")),
+            ("session_id", json!(42)),
+            ("payment_account_id", json!("acct_1")),
+            ("capability", json!("")),
+            ("capability", json!("paid search")),
+            ("capability", json!(1)),
+            ("operation", json!(["search"])),
+            ("rail", json!("MPP")),
+            ("amount_usd", json!("0.014")),
+            ("amount_usd", json!(-1)),
+            ("amount_usd", json!(0.0000001)),
+            ("amount_usd", json!(1e13)),
+            ("amount_usd", json!(true)),
+            ("currency", json!("XYZ")),
+            ("currency", json!("dollars")),
+            ("target_url", json!("/relative")),
+            ("target_url", json!("ftp://example.com")),
+            ("request_hash", json!("sha256:xyz")),
+            ("status", json!("active")),
+            ("status", json!("disabled")),
+            ("status", json!("released")),
+            ("status", json!("done")),
+            ("status", json!(1)),
+            ("receipt", json!("0xabc")),
+            ("receipt", json!([1])),
+            ("metadata", json!({"a": 1})),
+            ("metadata", json!("x")),
+            ("error_message", json!("no failure")),
+            ("status_details", json!("x")),
+        ];
+        for (field, value) in cases {
+            let (param, code) = rejected(&with(field, value.clone()));
+            assert!(param.starts_with(field), "{field}={value}: param {param}");
+            assert_eq!(code, "parameter_invalid", "{field}={value}");
+        }
+    }
+
+    #[test]
+    fn account_statuses_say_why() {
+        let e = parse(&with("status", json!("active"))).unwrap_err();
+        assert!(e.message.contains("payment accounts"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_and_server_owned_fields_are_refused() {
+        for field in [
+            "id",
+            "object",
+            "created_at",
+            "updated_at",
+            "status_history",
+            "amount",
+            "Capability",
+        ] {
+            assert_eq!(
+                rejected(&with(field, json!("x"))),
+                (field.to_owned(), "parameter_unknown")
+            );
+        }
+        assert_eq!(
+            rejected(&with(
+                "status_details",
+                json!({"reason": "x", "changed_at": "now"})
+            )),
+            ("status_details[changed_at]".to_owned(), "parameter_unknown")
+        );
+    }
+
+    #[test]
+    fn failed_attempts_need_an_error_message() {
+        assert_eq!(
+            rejected(&with("status", json!("failed"))),
+            ("error_message".to_owned(), "parameter_missing")
+        );
+        let mut b = with("status", json!("failed"));
+        b["error_message"] = json!("rail.insufficient_funds: settled balance below minimum");
+        b["status_details"] = json!({"reason": "insufficient_funds", "source": "rail"});
+        let cmd = parse(&b).unwrap();
+        assert_eq!(cmd.status, Status::Failed);
+        assert_eq!(
+            cmd.status_note.reason.as_deref(),
+            Some("insufficient_funds")
+        );
+    }
+
+    #[test]
+    fn organization_is_read_for_trusted_writers_only_to_be_checked() {
+        let cmd = parse(&with("organization_id", json!("org_acme"))).unwrap();
+        assert_eq!(
+            cmd.organization_id.map(|o| o.to_string()).as_deref(),
+            Some("org_acme")
+        );
+        assert_eq!(
+            rejected(&with("organization_id", json!("org_a#b"))).0,
+            "organization_id"
+        );
+    }
+
+    #[test]
+    fn amounts_keep_their_exact_digits() {
+        let text = body().to_string().replace("0.014", "1000000.000001");
+        let cmd = NewAttempt::from_json(text.as_bytes()).unwrap();
+        assert_eq!(cmd.amount_usd.to_string(), "1000000.000001");
+        let text = body().to_string().replace("0.014", "0.0140000000000000001");
+        assert_eq!(
+            NewAttempt::from_json(text.as_bytes())
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("amount_usd")
+        );
+    }
+}

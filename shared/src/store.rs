@@ -1,0 +1,455 @@
+//! The DynamoDB table: the only module that knows its keys and item layout.
+//!
+//! Attempt item: `pk = ORG#<org>`, `sk = ATT#<id>`. Session index (`by_session`, sparse):
+//! `session_pk = ORG#<org>#SES#<session>`, sort key `id`. The organization is in every key,
+//! so no request can reach another tenant's items.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use serde_json::value::RawValue;
+
+use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
+use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::money::{Amount, Currency};
+use crate::page::{Cursor, ListQuery, Page};
+use crate::time::Timestamp;
+
+/// Key attribute and index names, as declared in `template.yaml`.
+pub mod schema {
+    pub const PARTITION_KEY: &str = "pk";
+    pub const SORT_KEY: &str = "sk";
+    pub const SESSION_INDEX: &str = "by_session";
+    pub const SESSION_PARTITION_KEY: &str = "session_pk";
+    pub const SESSION_SORT_KEY: &str = "id";
+    pub const TTL_ATTRIBUTE: &str = "expires_at";
+}
+use schema::*;
+
+const ATTEMPT_SK_PREFIX: &str = "ATT#";
+const ID_PREFIX: &str = "payatt_";
+/// Sorts after every attempt id: ids continue with hex digits only.
+const ID_UPPER: &str = "payatt_g";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled after the SDK's retries, unreachable, timed out or failing on AWS's side: the
+    /// caller may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// An item that does not decode: a bug or a hand edit, never the caller's fault.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    #[error("storage request failed: {0}")]
+    Other(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptStore {
+    client: Client,
+    table: String,
+}
+
+impl AttemptStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        AttemptStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes a new attempt; never overwrites one.
+    pub async fn insert(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(attempt)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Strongly consistent: an attempt just recorded is always found.
+    pub async fn get(
+        &self,
+        org: &OrganizationId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(org_key(org)))
+            .key(SORT_KEY, s(attempt_sk(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item.map(|item| from_item(&item)).transpose()
+    }
+
+    /// A page of the organization's attempts (of one session if asked), newest first.
+    pub async fn list(&self, org: &OrganizationId, query: &ListQuery) -> Result<Page, StoreError> {
+        // Table rows sort by `ATT#<id>`, index rows by `<id>`.
+        let (index, pk_name, pk_value, sk_name, sk_prefix) = match &query.session_id {
+            Some(session) => (
+                Some(SESSION_INDEX),
+                SESSION_PARTITION_KEY,
+                session_key(org, session),
+                SESSION_SORT_KEY,
+                "",
+            ),
+            None => (
+                None,
+                PARTITION_KEY,
+                org_key(org),
+                SORT_KEY,
+                ATTEMPT_SK_PREFIX,
+            ),
+        };
+        let sk = |id: &str| format!("{sk_prefix}{id}");
+        // BETWEEN is inclusive, so the cursor's own row may come back: it is skipped below.
+        let (low, high, newest_first, skip) = match &query.cursor {
+            None => (sk(ID_PREFIX), sk(ID_UPPER), true, None),
+            Some(Cursor::StartingAfter(id)) => (sk(ID_PREFIX), sk(id.as_str()), true, Some(id)),
+            Some(Cursor::EndingBefore(id)) => (sk(id.as_str()), sk(ID_UPPER), false, Some(id)),
+        };
+        let wanted = usize::from(query.limit) + 1;
+        let mut attempts = Vec::with_capacity(wanted);
+        let mut start_key = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                // Reads on the table are strong, so a list right after a write shows it;
+                // global indexes only offer eventual consistency.
+                .set_consistent_read(index.is_none().then_some(true))
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":pk", s(pk_value.clone()))
+                .expression_attribute_values(":low", s(low.clone()))
+                .expression_attribute_values(":high", s(high.clone()))
+                .scan_index_forward(!newest_first)
+                .limit(i32::try_from(wanted - attempts.len() + 1).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items() {
+                let attempt = from_item(item)?;
+                if Some(&attempt.id) != skip && attempts.len() < wanted {
+                    attempts.push(attempt);
+                }
+            }
+            start_key = out.last_evaluated_key;
+            if attempts.len() >= wanted || start_key.is_none() {
+                break;
+            }
+        }
+        let has_more = attempts.len() > usize::from(query.limit);
+        attempts.truncate(usize::from(query.limit));
+        if !newest_first {
+            attempts.reverse();
+        }
+        Ok(Page { attempts, has_more })
+    }
+}
+
+fn org_key(org: &OrganizationId) -> String {
+    format!("ORG#{org}")
+}
+
+fn session_key(org: &OrganizationId, session: &SessionId) -> String {
+    format!("ORG#{org}#SES#{session}")
+}
+
+fn attempt_sk(id: &AttemptId) -> String {
+    format!("{ATTEMPT_SK_PREFIX}{id}")
+}
+
+/// Maps an SDK failure to what the caller can do about it.
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
+    err: SdkError<E, HttpResponse>,
+) -> StoreError {
+    const RETRYABLE: [&str; 6] = [
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    ];
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(format!("{err:?}"))
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("");
+            if service.raw().status().is_server_error() || RETRYABLE.contains(&code) {
+                StoreError::Unavailable(code.to_owned())
+            } else {
+                StoreError::Other(format!("{code}: {}", service.err().message().unwrap_or("")))
+            }
+        }
+        _ => StoreError::Other(format!("{err:?}")),
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn put_opt(item: &mut HashMap<String, AttributeValue>, name: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        item.insert(name.to_owned(), s(v));
+    }
+}
+
+fn note_map(
+    changed_at: &Timestamp,
+    reason: &Option<String>,
+    message: &Option<String>,
+    source: &Option<String>,
+) -> HashMap<String, AttributeValue> {
+    let mut m = HashMap::from([("changed_at".to_owned(), s(changed_at.to_string()))]);
+    put_opt(&mut m, "reason", reason.as_deref());
+    put_opt(&mut m, "message", message.as_deref());
+    put_opt(&mut m, "source", source.as_deref());
+    m
+}
+
+fn change_item(c: &StatusChange) -> AttributeValue {
+    let mut m = note_map(&c.changed_at, &c.reason, &c.message, &c.source);
+    m.insert("status".to_owned(), s(c.status.as_str()));
+    put_opt(
+        &mut m,
+        "previous_status",
+        c.previous_status.map(|p| p.as_str()),
+    );
+    AttributeValue::M(m)
+}
+
+fn to_item(a: &Attempt) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        (PARTITION_KEY.to_owned(), s(org_key(&a.organization_id))),
+        (SORT_KEY.to_owned(), s(attempt_sk(&a.id))),
+        ("id".to_owned(), s(a.id.as_str())),
+        ("organization_id".to_owned(), s(a.organization_id.as_str())),
+        ("capability".to_owned(), s(&a.capability)),
+        ("operation".to_owned(), s(&a.operation)),
+        // A DynamoDB number holds the exact decimal text.
+        (
+            "amount_usd".to_owned(),
+            AttributeValue::N(a.amount_usd.to_string()),
+        ),
+        ("currency".to_owned(), s(a.currency.as_str())),
+        ("target_url".to_owned(), s(&a.target_url)),
+        ("status".to_owned(), s(a.status.as_str())),
+        (
+            "status_details".to_owned(),
+            AttributeValue::M(note_map(
+                &a.status_details.changed_at,
+                &a.status_details.reason,
+                &a.status_details.message,
+                &a.status_details.source,
+            )),
+        ),
+        // Kept as JSON text so that the caller's numbers keep every digit.
+        ("receipt".to_owned(), s(a.receipt.get())),
+        (
+            "metadata".to_owned(),
+            AttributeValue::M(a.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+        ),
+        (
+            "status_history".to_owned(),
+            AttributeValue::L(a.status_history.iter().map(change_item).collect()),
+        ),
+        ("created_at".to_owned(), s(a.created_at.to_string())),
+        ("updated_at".to_owned(), s(a.updated_at.to_string())),
+    ]);
+    if let Some(session) = &a.session_id {
+        item.insert(
+            SESSION_PARTITION_KEY.to_owned(),
+            s(session_key(&a.organization_id, session)),
+        );
+        item.insert("session_id".to_owned(), s(session.as_str()));
+    }
+    put_opt(
+        &mut item,
+        "payment_account_id",
+        a.payment_account_id.as_ref().map(|p| p.as_str()),
+    );
+    put_opt(&mut item, "rail", a.rail.as_deref());
+    put_opt(&mut item, "request_hash", a.request_hash.as_deref());
+    put_opt(&mut item, "error_message", a.error_message.as_deref());
+    item
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    opt_s(item, name).ok_or_else(|| corrupt(name))
+}
+
+fn opt_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn parse_with<T>(
+    item: &Item,
+    name: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    parse(get_s(item, name)?).ok_or_else(|| corrupt(name))
+}
+
+fn opt_parse<T>(
+    item: &Item,
+    name: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    opt_s(item, name)
+        .map(|v| parse(v).ok_or_else(|| corrupt(name)))
+        .transpose()
+}
+
+fn opt_string(item: &Item, name: &str) -> Option<String> {
+    opt_s(item, name).map(str::to_owned)
+}
+
+fn change_from(item: &Item) -> Result<StatusChange, StoreError> {
+    Ok(StatusChange {
+        status: parse_with(item, "status", Status::parse)?,
+        previous_status: opt_parse(item, "previous_status", Status::parse)?,
+        changed_at: parse_with(item, "changed_at", Timestamp::parse_rfc3339)?,
+        reason: opt_string(item, "reason"),
+        message: opt_string(item, "message"),
+        source: opt_string(item, "source"),
+    })
+}
+
+fn from_item(item: &Item) -> Result<Attempt, StoreError> {
+    let details = item
+        .get("status_details")
+        .and_then(|v| v.as_m().ok())
+        .ok_or_else(|| corrupt("status_details"))?;
+    let history = item
+        .get("status_history")
+        .and_then(|v| v.as_l().ok())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let metadata = item.get("metadata").and_then(|v| v.as_m().ok());
+    let amount = item
+        .get("amount_usd")
+        .and_then(|v| v.as_n().ok())
+        .ok_or_else(|| corrupt("amount_usd"))?;
+    Ok(Attempt {
+        id: parse_with(item, "id", AttemptId::parse)?,
+        organization_id: parse_with(item, "organization_id", OrganizationId::parse)?,
+        session_id: opt_parse(item, "session_id", SessionId::parse)?,
+        payment_account_id: opt_parse(item, "payment_account_id", PaymentAccountId::parse)?,
+        capability: get_s(item, "capability")?.to_owned(),
+        operation: get_s(item, "operation")?.to_owned(),
+        rail: opt_string(item, "rail"),
+        amount_usd: Amount::from_str(amount).map_err(|_| corrupt("amount_usd"))?,
+        currency: parse_with(item, "currency", Currency::parse)?,
+        target_url: get_s(item, "target_url")?.to_owned(),
+        request_hash: opt_string(item, "request_hash"),
+        status: parse_with(item, "status", Status::parse)?,
+        status_details: StatusDetails {
+            changed_at: parse_with(details, "changed_at", Timestamp::parse_rfc3339)?,
+            reason: opt_string(details, "reason"),
+            message: opt_string(details, "message"),
+            source: opt_string(details, "source"),
+        },
+        error_message: opt_string(item, "error_message"),
+        receipt: RawValue::from_string(get_s(item, "receipt")?.to_owned())
+            .map_err(|_| corrupt("receipt"))?,
+        metadata: metadata
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.clone(),
+                            v.as_s().map_err(|_| corrupt("metadata"))?.clone(),
+                        ))
+                    })
+                    .collect()
+            })
+            .transpose()?
+            .unwrap_or_else(BTreeMap::new),
+        status_history: history
+            .iter()
+            .map(|c| {
+                c.as_m()
+                    .map_err(|_| corrupt("status_history"))
+                    .and_then(change_from)
+            })
+            .collect::<Result<_, _>>()?,
+        created_at: parse_with(item, "created_at", Timestamp::parse_rfc3339)?,
+        updated_at: parse_with(item, "updated_at", Timestamp::parse_rfc3339)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::NewAttempt;
+
+    #[test]
+    fn items_round_trip_every_field() {
+        let body = serde_json::json!({
+            "session_id": "session_s1", "payment_account_id": "payacct_a1",
+            "capability": "paid_search", "operation": "search.query", "rail": "mpp_tempo",
+            "amount_usd": 1000000.000001, "currency": "eur", "target_url": "https://api.example.com/v1/search",
+            "request_hash": format!("sha256:{}", "0".repeat(64)), "status": "failed",
+            "error_message": "rail.insufficient_funds", "status_details": {"reason": "funds", "source": "rail"},
+            "receipt": {"tx": "0xabc", "n": 1}, "metadata": {"k": "v"}
+        });
+        let org = OrganizationId::parse("org_acme").unwrap();
+        let a = NewAttempt::from_json(body.to_string().as_bytes())
+            .unwrap()
+            .into_attempt(org, Timestamp::now());
+        let item = to_item(&a);
+        assert_eq!(item["pk"].as_s().unwrap(), "ORG#org_acme");
+        assert_eq!(item["sk"].as_s().unwrap(), &format!("ATT#{}", a.id));
+        assert_eq!(
+            item["session_pk"].as_s().unwrap(),
+            "ORG#org_acme#SES#session_s1"
+        );
+        assert_eq!(item["amount_usd"].as_n().unwrap(), "1000000.000001");
+        let back = from_item(&item).unwrap();
+        let json = |a: &Attempt| serde_json::to_string(&a.view(crate::View::Full)).unwrap();
+        assert_eq!(json(&back), json(&a));
+    }
+
+    #[test]
+    fn attempts_without_session_stay_out_of_the_session_index() {
+        let body = serde_json::json!({"capability": "c", "operation": "o", "amount_usd": 1, "target_url": "https://x.example/"});
+        let org = OrganizationId::parse("org_acme").unwrap();
+        let a = NewAttempt::from_json(body.to_string().as_bytes())
+            .unwrap()
+            .into_attempt(org, Timestamp::now());
+        assert!(!to_item(&a).contains_key(SESSION_PARTITION_KEY));
+    }
+}
