@@ -6,6 +6,8 @@ use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
+use std::future::Future;
+use tracing::Instrument;
 
 use crate::attempt::{Attempt, View};
 use crate::id::{AttemptId, OrganizationId, SessionId};
@@ -65,24 +67,6 @@ impl ApiError {
                 format!("No such payment attempt: '{id}'"),
             )
         }
-    }
-
-    pub fn route_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "route_missing",
-            "Unrecognized request URL.",
-        )
-    }
-
-    pub fn method_not_allowed() -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            "method_not_allowed",
-            "This URL does not accept that method.",
-        )
     }
 
     pub fn unavailable() -> Self {
@@ -346,24 +330,23 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     response
 }
 
-/// Finishes every response: the error body if it failed, and the `Request-Id` header always.
-pub fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Response<Body> {
+/// Runs a handler's work inside a span naming the request, and finishes its response: the
+/// error body if it failed, and the `Request-Id` header always.
+pub async fn serve(req: &Request, work: impl Future<Output = Result<Response<Body>, ApiError>>) -> Response<Body> {
+    let request_id = request_id(req);
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let result = work.instrument(span.clone()).await;
+    span.in_scope(|| respond(&request_id, result))
+}
+
+fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Response<Body> {
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
-                tracing::warn!(
-                    status = error.status.as_u16(),
-                    code = error.code,
-                    "request failed"
-                );
+                tracing::warn!(status = error.status.as_u16(), code = error.code, "request failed");
             } else {
-                tracing::info!(
-                    status = error.status.as_u16(),
-                    code = error.code,
-                    param = error.param.as_deref(),
-                    "request refused"
-                );
+                tracing::info!(status = error.status.as_u16(), code = error.code, param = error.param.as_deref(), "request refused");
             }
             error_response(&error)
         }

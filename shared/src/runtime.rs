@@ -43,6 +43,11 @@ impl Settings {
 /// inside the Lambda timeout, standard retries with backoff for throttling.
 /// `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local.
 pub async fn sdk_config() -> aws_config::SdkConfig {
+    sdk_config_loader().load().await
+}
+
+/// The loader behind [`sdk_config`], for local runs that add an endpoint and credentials.
+pub fn sdk_config_loader() -> aws_config::ConfigLoader {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -56,8 +61,6 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
                 .operation_timeout(Duration::from_secs(6))
                 .build(),
         )
-        .load()
-        .await
 }
 
 /// The store every handler uses, built once at init.

