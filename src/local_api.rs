@@ -31,7 +31,11 @@ pub struct LocalApi {
 
 impl LocalApi {
     pub fn new(routes: Vec<Route>, store: AttemptStore, settings: Settings) -> Self {
-        LocalApi { routes, store, settings }
+        LocalApi {
+            routes,
+            store,
+            settings,
+        }
     }
 
     /// Serves connections until the task is dropped.
@@ -44,7 +48,10 @@ impl LocalApi {
                     let api = api.clone();
                     async move { Ok::<_, Infallible>(api.answer(req, peer).await) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
                     tracing::debug!(error = %e, "connection closed");
                 }
             });
@@ -55,12 +62,19 @@ impl LocalApi {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            Err(_) => {
+                return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
         };
         let headers = parts
             .headers
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let request = GatewayRequest {
             method: parts.method.as_str().to_owned(),
@@ -110,13 +124,20 @@ impl LocalApi {
     }
 
     /// Runs the handler of the function named in `template.yaml`, as its Lambda would.
-    pub async fn invoke(&self, function: &str, request: lambda_http::Request) -> Result<lambda_http::Response<Body>, lambda_http::Error> {
+    pub async fn invoke(
+        &self,
+        function: &str,
+        request: lambda_http::Request,
+    ) -> Result<lambda_http::Response<Body>, lambda_http::Error> {
         let (store, settings) = (&self.store, &self.settings);
         match function {
             "list" => list::handle(store, settings, request).await,
             "retrieve" => retrieve::handle(store, settings, request).await,
             "record-attempt" => record_attempt::handle(store, settings, request).await,
-            other => Err(format!("template.yaml routes to `{other}`, which the local server does not know").into()),
+            other => Err(format!(
+                "template.yaml routes to `{other}`, which the local server does not know"
+            )
+            .into()),
         }
     }
 
@@ -137,9 +158,13 @@ pub struct GatewayRequest {
 }
 
 fn gateway_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(json!({ "message": message }).to_string())));
+    let mut response = Response::new(Full::new(Bytes::from(
+        json!({ "message": message }).to_string(),
+    )));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -193,7 +218,10 @@ impl GatewayRequest {
             "isBase64Encoded": false,
         });
         if !path_params.is_empty() {
-            let params: Map<String, Value> = path_params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            let params: Map<String, Value> = path_params
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
             event["pathParameters"] = params.into();
         }
         if !self.body.is_empty() {

@@ -186,12 +186,14 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
     for name in names {
         let value = params.first(name).unwrap_or_default();
         match name {
-            "session_id" => query.session_id = Some(SessionId::parse(value).ok_or_else(|| {
-                InvalidRequest::invalid(
+            "session_id" => {
+                query.session_id = Some(SessionId::parse(value).ok_or_else(|| {
+                    InvalidRequest::invalid(
                     name,
                     "Invalid session_id: must be `session_` followed by 1 to 64 letters or digits.",
                 )
-            })?),
+                })?)
+            }
             "limit" => {
                 query.limit = value
                     .parse()
@@ -332,7 +334,10 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
 
 /// Runs a handler's work inside a span naming the request, and finishes its response: the
 /// error body if it failed, and the `Request-Id` header always.
-pub async fn serve(req: &Request, work: impl Future<Output = Result<Response<Body>, ApiError>>) -> Response<Body> {
+pub async fn serve(
+    req: &Request,
+    work: impl Future<Output = Result<Response<Body>, ApiError>>,
+) -> Response<Body> {
     let request_id = request_id(req);
     let span = tracing::info_span!("request", request_id = %request_id);
     let result = work.instrument(span.clone()).await;
@@ -344,9 +349,18 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
-                tracing::warn!(status = error.status.as_u16(), code = error.code, "request failed");
+                tracing::warn!(
+                    status = error.status.as_u16(),
+                    code = error.code,
+                    "request failed"
+                );
             } else {
-                tracing::info!(status = error.status.as_u16(), code = error.code, param = error.param.as_deref(), "request refused");
+                tracing::info!(
+                    status = error.status.as_u16(),
+                    code = error.code,
+                    param = error.param.as_deref(),
+                    "request refused"
+                );
             }
             error_response(&error)
         }

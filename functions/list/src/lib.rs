@@ -5,11 +5,19 @@ use payment_attempts::api::{self, ApiError};
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
-pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(
+    store: &AttemptStore,
+    settings: &Settings,
+    req: Request,
+) -> Result<Response<Body>, Error> {
     Ok(api::serve(&req, list(store, settings, &req)).await)
 }
 
-async fn list(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
+async fn list(
+    store: &AttemptStore,
+    settings: &Settings,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
     let org = api::organization(req, settings)?;
     let query = api::list_query(req)?;
     let page = store.list(&org, &query).await?;

@@ -9,11 +9,19 @@ use payment_attempts::time::Timestamp;
 use payment_attempts::validation::InvalidRequest;
 use payment_attempts::AttemptStore;
 
-pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(
+    store: &AttemptStore,
+    settings: &Settings,
+    req: Request,
+) -> Result<Response<Body>, Error> {
     Ok(api::serve(&req, record(store, settings, &req)).await)
 }
 
-async fn record(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
+async fn record(
+    store: &AttemptStore,
+    settings: &Settings,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
     let org = api::organization(req, settings)?;
     let command = NewAttempt::from_json(api::json_body(req)?)?;
     if command.organization_id.is_some() {
