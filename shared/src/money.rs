@@ -34,9 +34,9 @@ impl Amount {
     /// Parses the literal text of a JSON number (`0.014`, `1e-3`, `15`) exactly.
     pub fn parse_json_number(text: &str) -> Result<Self, AmountError> {
         let text = text.trim();
-        if text.starts_with('-') {
-            // Reject even if the rest is not a number: the sign is the reason users need to hear.
-            return match text[1..].chars().next() {
+        if let Some(unsigned) = text.strip_prefix('-') {
+            // The sign is the reason users need to hear, when the rest is a number.
+            return match unsigned.chars().next() {
                 Some(c) if c.is_ascii_digit() => Err(AmountError::Negative),
                 _ => Err(AmountError::NotANumber),
             };

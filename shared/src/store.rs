@@ -457,26 +457,45 @@ mod tests {
         use super::*;
         use aws_sdk_dynamodb::error::ErrorMetadata;
         use aws_sdk_dynamodb::operation::get_item::GetItemError;
-        use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, ResourceNotFoundException};
+        use aws_sdk_dynamodb::types::error::{
+            ProvisionedThroughputExceededException, ResourceNotFoundException,
+        };
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
         fn throttled() -> GetItemError {
-            let meta = ErrorMetadata::builder().code("ProvisionedThroughputExceededException").message("slow down").build();
+            let meta = ErrorMetadata::builder()
+                .code("ProvisionedThroughputExceededException")
+                .message("slow down")
+                .build();
             GetItemError::ProvisionedThroughputExceededException(
-                ProvisionedThroughputExceededException::builder().message("slow down").meta(meta).build(),
+                ProvisionedThroughputExceededException::builder()
+                    .message("slow down")
+                    .meta(meta)
+                    .build(),
             )
         }
 
         async fn get(store: &AttemptStore) -> Result<Option<Attempt>, StoreError> {
             let org = OrganizationId::parse("org_acme").unwrap();
-            store.get(&org, &AttemptId::parse(&format!("payatt_{}", "0".repeat(32))).unwrap()).await
+            store
+                .get(
+                    &org,
+                    &AttemptId::parse(&format!("payatt_{}", "0".repeat(32))).unwrap(),
+                )
+                .await
         }
 
         #[tokio::test]
         async fn throttling_that_outlasts_the_retries_is_unavailable() {
-            let rule = mock!(Client::get_item).sequence().error(throttled).times(3).build();
+            let rule = mock!(Client::get_item)
+                .sequence()
+                .error(throttled)
+                .times(3)
+                .build();
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule], |c| c
-                .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)));
+                .retry_config(
+                    aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)
+                ));
             let store = AttemptStore::new(client, "t");
             assert!(matches!(get(&store).await, Err(StoreError::Unavailable(_))));
             assert_eq!(rule.num_calls(), 3, "the SDK retried before giving up");
@@ -490,16 +509,27 @@ mod tests {
                 .output(|| aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().build())
                 .build();
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule], |c| c
-                .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)));
-            assert!(matches!(get(&AttemptStore::new(client, "t")).await, Ok(None)));
+                .retry_config(
+                    aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)
+                ));
+            assert!(matches!(
+                get(&AttemptStore::new(client, "t")).await,
+                Ok(None)
+            ));
         }
 
         #[tokio::test]
         async fn a_missing_table_is_not_a_retryable_outage() {
-            let rule = mock!(Client::get_item)
-                .then_error(|| GetItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build()));
+            let rule = mock!(Client::get_item).then_error(|| {
+                GetItemError::ResourceNotFoundException(
+                    ResourceNotFoundException::builder().build(),
+                )
+            });
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule]);
-            assert!(matches!(get(&AttemptStore::new(client, "t")).await, Err(StoreError::Other(_))));
+            assert!(matches!(
+                get(&AttemptStore::new(client, "t")).await,
+                Err(StoreError::Other(_))
+            ));
         }
     }
 }

@@ -1,0 +1,26 @@
+# The two commands: `make dev` serves the API locally, `make test` runs every test.
+# Both build with the one dev profile and the same targets (tests included), so the local
+# server and the tests share every compiled artifact.
+CARGO_BUILD := cargo build --workspace --all-targets
+ORG ?= org_acme
+
+.PHONY: setup dev test token lint
+
+setup:
+	@scripts/setup
+
+dev: setup
+	$(CARGO_BUILD)
+	./target/debug/local-api
+
+test: setup
+	cargo test --workspace
+
+# An unsigned local token: TOKEN=$$(make -s token ORG=org_acme)
+token:
+	@$(CARGO_BUILD) --quiet
+	@./target/debug/local-api token $(ORG)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

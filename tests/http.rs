@@ -1,0 +1,109 @@
+//! The local server over loopback: the README's curl examples, run as written.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use payment_attempts_local::dynamodb_local::free_port;
+
+/// The `local-api` binary, stopped when the test ends.
+struct LocalServer(Child);
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(port: u16) -> LocalServer {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_local-api"))
+        .env("PORT", port.to_string())
+        .env("AWS_ENDPOINT_URL_DYNAMODB", common::engine_endpoint())
+        .env("TABLE_NAME", format!("readme-{port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("local-api starts");
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| eprintln!("local-api: {l}"))
+    });
+    let server = LocalServer(child);
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "local-api did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// The shell block between the README's `examples` markers.
+fn readme_examples() -> String {
+    let readme = std::fs::read_to_string(format!("{}/README.md", common::ROOT)).unwrap();
+    let start = readme
+        .find("<!-- examples:start -->")
+        .expect("README has an examples block");
+    let end = readme
+        .find("<!-- examples:end -->")
+        .expect("README closes the examples block");
+    let block = &readme[start..end];
+    let code = block
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a ```sh block");
+    code.to_owned()
+}
+
+#[test]
+fn the_readme_curl_examples_work_against_the_local_server() {
+    let port = free_port().unwrap();
+    let _server = start_server(port);
+    let token = payment_attempts_local::token::unsigned(
+        &serde_json::json!({"org_id": "org_acme", "sub": "readme"}),
+    );
+    // The block sets API and TOKEN for a reader's shell; here they point at this test's server.
+    let script: String = readme_examples()
+        .lines()
+        .filter(|l| !l.starts_with("API=") && !l.starts_with("TOKEN="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(&script)
+        .env("API", format!("http://127.0.0.1:{port}"))
+        .env("TOKEN", token)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "examples failed:\n{script}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        r#""object":"payment_attempt""#,
+        r#""status":"pending""#,
+        r#""object":"list""#,
+        r#""status_history""#,
+        r#""param":"limit""#,
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "README output lacks {expected}:\n{stdout}"
+        );
+    }
+}
