@@ -60,6 +60,8 @@ impl DynamoDbLocal {
             .arg("dynamodb-local")
             .arg(&dir)
             .arg(port.to_string())
+            // The engine writes a metadata file into its working directory: keep it out of the repo.
+            .current_dir(std::env::temp_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
