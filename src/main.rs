@@ -70,7 +70,7 @@ async fn serve(settings: Settings) -> Result<()> {
     );
     eprintln!(
         "payment attempts API on http://127.0.0.1:{port} (DynamoDB at {endpoint}, table {}, {} routes)\n\
-         token: TOKEN=$(cargo run -q --bin local-api -- token org_acme)",
+         token: TOKEN=$(make -s token ORG=org_acme)",
         settings.table_name,
         template.routes.len()
     );

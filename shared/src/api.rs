@@ -370,3 +370,115 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::aws_lambda_events::query_map::QueryMap;
+    use std::collections::HashMap;
+
+    fn query(pairs: &[(&str, &str)]) -> Result<ListQuery, ApiError> {
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in pairs {
+            map.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        list_query(&Request::default().with_query_string_parameters(QueryMap::from(map)))
+    }
+
+    fn param(result: Result<ListQuery, ApiError>) -> Option<String> {
+        result.expect_err("should be refused").param
+    }
+
+    const ID: &str = "payatt_01933b5a000070008000000000000001";
+
+    #[test]
+    fn list_query_defaults_and_bounds() {
+        assert_eq!(query(&[]).unwrap(), ListQuery::default());
+        assert_eq!(query(&[("limit", "1")]).unwrap().limit, 1);
+        assert_eq!(query(&[("limit", "100")]).unwrap().limit, 100);
+        for bad in ["0", "101", "-1", "ten", "", "1.5", "99999999999"] {
+            assert_eq!(
+                param(query(&[("limit", bad)])).as_deref(),
+                Some("limit"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_query_cursors_and_session() {
+        let q = query(&[("starting_after", ID), ("session_id", "session_s1")]).unwrap();
+        assert_eq!(
+            q.cursor,
+            Some(Cursor::StartingAfter(AttemptId::parse(ID).unwrap()))
+        );
+        assert_eq!(
+            q.session_id.map(|s| s.to_string()).as_deref(),
+            Some("session_s1")
+        );
+        let q = query(&[("ending_before", ID)]).unwrap();
+        assert_eq!(
+            q.cursor,
+            Some(Cursor::EndingBefore(AttemptId::parse(ID).unwrap()))
+        );
+        assert_eq!(
+            param(query(&[("starting_after", ID), ("ending_before", ID)])).as_deref(),
+            Some("ending_before")
+        );
+        assert_eq!(
+            param(query(&[("starting_after", "payatt_x")])).as_deref(),
+            Some("starting_after")
+        );
+        assert_eq!(
+            param(query(&[("session_id", "org_acme")])).as_deref(),
+            Some("session_id")
+        );
+    }
+
+    #[test]
+    fn list_query_refuses_unknown_and_repeated_parameters() {
+        assert_eq!(
+            param(query(&[("organization_id", "org_b")])).as_deref(),
+            Some("organization_id")
+        );
+        assert_eq!(
+            param(query(&[("limit", "1"), ("limit", "2")])).as_deref(),
+            Some("limit")
+        );
+        let e = query(&[("expand", "x")]).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "parameter_unknown")
+        );
+    }
+
+    #[test]
+    fn no_request_context_means_no_identity() {
+        let settings = Settings::new("t");
+        let e = organization(&Request::default(), &settings).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        );
+    }
+
+    #[test]
+    fn errors_render_stripe_style_with_retry_after_on_503() {
+        let r = respond("req_1", Err(ApiError::unavailable()));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert_eq!(r.headers()["request-id"], "req_1");
+        let body: serde_json::Value = match r.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(body["error"]["type"], "api_error");
+        assert_eq!(body["error"]["code"], "storage_unavailable");
+        let r = respond(
+            "req_2",
+            Err(InvalidRequest::invalid("limit", "Invalid limit.").into()),
+        );
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(r.headers().get("retry-after").is_none());
+    }
+}
