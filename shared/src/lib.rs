@@ -14,6 +14,8 @@ pub mod money;
 pub mod page;
 pub mod runtime;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod validation;
 

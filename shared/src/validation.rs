@@ -181,6 +181,17 @@ pub fn token(
     Ok(text)
 }
 
+/// A capability or operation name, such as `paid_search` or `search.query`.
+pub fn capability(raw: &RawValue, param: &str) -> Result<String> {
+    token(
+        raw,
+        param,
+        128,
+        capability_char,
+        "use letters, digits and `_ . : / -`",
+    )
+}
+
 pub fn capability_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-')
 }

@@ -45,48 +45,17 @@ async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
-    use lambda_http::request::RequestContext;
-    use lambda_http::RequestExt;
-
-    /// A store that must not be reached: its client has no endpoint or credentials.
-    fn unreachable_store() -> AttemptStore {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .build();
-        AttemptStore::new(aws_sdk_dynamodb::Client::from_conf(config), "unused")
-    }
-
-    fn with_org(req: Request, org: &str) -> Request {
-        let context: ApiGatewayV2httpRequestContext = serde_json::from_value(serde_json::json!({
-            "requestId": "req-unit", "http": {"method": "GET"},
-            "authorizer": {"jwt": {"claims": {"org_id": org}, "scopes": null}}
-        }))
-        .unwrap();
-        req.with_request_context(RequestContext::ApiGatewayV2(context))
-    }
+    use payment_attempts::testing::{json, unreachable_store, with_org};
 
     #[tokio::test]
-    async fn no_identity_is_401_before_any_storage_call() {
-        let response = handle(
-            &unreachable_store(),
-            &Settings::new("unused"),
-            Request::default(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(response.status(), 401);
-        assert!(response.headers().contains_key("request-id"));
-    }
-
-    #[tokio::test]
-    async fn an_identity_with_a_malformed_organization_is_401() {
-        let req = with_org(Request::default(), "acme");
-        let response = handle(&unreachable_store(), &Settings::new("unused"), req)
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401);
-        assert_eq!(response.headers()["request-id"], "req-unit");
+    async fn without_a_verified_organization_it_is_401_before_any_storage_call() {
+        for req in [Request::default(), with_org(Request::default(), "acme")] {
+            let response = handle(&unreachable_store(), &Settings::new("unused"), req)
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401);
+            assert!(response.headers().contains_key("request-id"));
+        }
     }
 
     #[tokio::test]
@@ -97,6 +66,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), 400);
-        assert!(format!("{:?}", response.body()).contains(r#"\"param\":\"amount_usd\""#));
+        assert_eq!(json(&response)["error"]["param"], "amount_usd");
     }
 }
