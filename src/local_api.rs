@@ -31,11 +31,7 @@ pub struct LocalApi {
 
 impl LocalApi {
     pub fn new(routes: Vec<Route>, store: AttemptStore, settings: Settings) -> Self {
-        LocalApi {
-            routes,
-            store,
-            settings,
-        }
+        LocalApi { routes, store, settings }
     }
 
     /// Serves connections until the task is dropped.
@@ -48,9 +44,8 @@ impl LocalApi {
                     let api = api.clone();
                     async move { Ok::<_, Infallible>(api.answer(req, peer).await) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
+                if let Err(e) =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
                 {
                     tracing::debug!(error = %e, "connection closed");
                 }
@@ -62,19 +57,12 @@ impl LocalApi {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-            }
+            Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
         };
         let headers = parts
             .headers
             .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
             .collect();
         let request = GatewayRequest {
             method: parts.method.as_str().to_owned(),
@@ -134,10 +122,7 @@ impl LocalApi {
             "list" => list::handle(store, settings, request).await,
             "retrieve" => retrieve::handle(store, settings, request).await,
             "record-attempt" => record_attempt::handle(store, settings, request).await,
-            other => Err(format!(
-                "template.yaml routes to `{other}`, which the local server does not know"
-            )
-            .into()),
+            other => Err(format!("template.yaml routes to `{other}`, which the local server does not know").into()),
         }
     }
 
@@ -158,13 +143,9 @@ pub struct GatewayRequest {
 }
 
 fn gateway_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(
-        json!({ "message": message }).to_string(),
-    )));
+    let mut response = Response::new(Full::new(Bytes::from(json!({ "message": message }).to_string())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -218,10 +199,8 @@ impl GatewayRequest {
             "isBase64Encoded": false,
         });
         if !path_params.is_empty() {
-            let params: Map<String, Value> = path_params
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
+            let params: Map<String, Value> =
+                path_params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
             event["pathParameters"] = params.into();
         }
         if !self.body.is_empty() {

@@ -22,15 +22,11 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let settings = settings();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["serve"] => serve(settings).await,
         ["token", org] => {
-            let claims = serde_json::json!({ settings.org_claim.clone(): org, "sub": "local-user", "iss": "local-api" });
+            let claims =
+                serde_json::json!({ settings.org_claim.clone(): org, "sub": "local-user", "iss": "local-api" });
             println!("{}", token::unsigned(&claims));
             Ok(())
         }
@@ -41,10 +37,7 @@ async fn main() -> Result<()> {
 fn settings() -> Settings {
     let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "payment-attempts-local".to_owned());
     let claim = std::env::var("ORG_CLAIM").ok().filter(|c| !c.is_empty());
-    Settings {
-        org_claim: claim.unwrap_or_else(|| Settings::DEFAULT_ORG_CLAIM.to_owned()),
-        ..Settings::new(table)
-    }
+    Settings { org_claim: claim.unwrap_or_else(|| Settings::DEFAULT_ORG_CLAIM.to_owned()), ..Settings::new(table) }
 }
 
 async fn serve(settings: Settings) -> Result<()> {
@@ -60,25 +53,16 @@ async fn serve(settings: Settings) -> Result<()> {
     };
     let client = dynamodb_local::client(&endpoint).await;
     template.create_table(&client, &settings.table_name).await?;
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    tracing::warn!(
-        "local only: JWT claims are read from the bearer token WITHOUT verifying its signature"
-    );
+    tracing::warn!("local only: JWT claims are read from the bearer token WITHOUT verifying its signature");
     eprintln!(
         "payment attempts API on http://127.0.0.1:{port} (DynamoDB at {endpoint}, table {}, {} routes)\n\
          token: TOKEN=$(make -s token ORG=org_acme)",
         settings.table_name,
         template.routes.len()
     );
-    let api = Arc::new(LocalApi::new(
-        template.routes,
-        AttemptStore::new(client, &settings.table_name),
-        settings,
-    ));
+    let api = Arc::new(LocalApi::new(template.routes, AttemptStore::new(client, &settings.table_name), settings));
     tokio::select! {
         served = api.serve(listener) => served?,
         _ = tokio::signal::ctrl_c() => eprintln!("stopping"),

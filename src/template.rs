@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -40,26 +40,19 @@ fn shape(what: impl Into<String>) -> TemplateError {
 }
 
 fn str_at<'a>(node: &'a Yaml, key: &str) -> Result<&'a str, TemplateError> {
-    node[key]
-        .as_str()
-        .ok_or_else(|| shape(format!("missing string `{key}`")))
+    node[key].as_str().ok_or_else(|| shape(format!("missing string `{key}`")))
 }
 
 impl Template {
     pub fn load(path: &Path) -> Result<Self, TemplateError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TemplateError::Read(path.display().to_string(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Read(path.display().to_string(), e))?;
         Self::parse(&text)
     }
 
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
-        let docs =
-            YamlLoader::load_from_str(text).map_err(|e| TemplateError::Yaml(e.to_string()))?;
-        let resources = docs
-            .first()
-            .map(|d| &d["Resources"])
-            .and_then(Yaml::as_hash)
-            .ok_or_else(|| shape("no Resources"))?;
+        let docs = YamlLoader::load_from_str(text).map_err(|e| TemplateError::Yaml(e.to_string()))?;
+        let resources =
+            docs.first().map(|d| &d["Resources"]).and_then(Yaml::as_hash).ok_or_else(|| shape("no Resources"))?;
         let mut table = None;
         let mut routes = Vec::new();
         for (_, resource) in resources {
@@ -67,15 +60,10 @@ impl Template {
                 Some("AWS::DynamoDB::Table") => table = Some(resource["Properties"].clone()),
                 Some("AWS::Serverless::Function") => {
                     let function = str_at(&resource["Metadata"]["BuildProperties"], "Binary")?;
-                    for (_, event) in resource["Properties"]["Events"]
-                        .as_hash()
-                        .into_iter()
-                        .flatten()
-                    {
+                    for (_, event) in resource["Properties"]["Events"].as_hash().into_iter().flatten() {
                         if event["Type"].as_str() == Some("HttpApi") {
                             routes.push(Route {
-                                method: str_at(&event["Properties"], "Method")?
-                                    .to_ascii_uppercase(),
+                                method: str_at(&event["Properties"], "Method")?.to_ascii_uppercase(),
                                 path: str_at(&event["Properties"], "Path")?.to_owned(),
                                 function: function.to_owned(),
                             });
@@ -95,22 +83,14 @@ impl Template {
         client: &Client,
         name: &str,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if client
-            .describe_table()
-            .table_name(name)
-            .send()
-            .await
-            .is_ok()
-        {
+        if client.describe_table().table_name(name).send().await.is_ok() {
             return Ok(());
         }
         let t = &self.table;
         let mut create = client
             .create_table()
             .table_name(name)
-            .billing_mode(BillingMode::from(
-                t["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST"),
-            ))
+            .billing_mode(BillingMode::from(t["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST")))
             .set_key_schema(Some(key_schema(&t["KeySchema"])?));
         for def in t["AttributeDefinitions"].as_vec().into_iter().flatten() {
             create = create.attribute_definitions(
@@ -127,10 +107,7 @@ impl Template {
                     .set_key_schema(Some(key_schema(&index["KeySchema"])?))
                     .projection(
                         Projection::builder()
-                            .projection_type(ProjectionType::from(str_at(
-                                &index["Projection"],
-                                "ProjectionType",
-                            )?))
+                            .projection_type(ProjectionType::from(str_at(&index["Projection"], "ProjectionType")?))
                             .build(),
                     )
                     .build()?,
@@ -160,14 +137,9 @@ impl Template {
     }
 }
 
-fn key_schema(
-    node: &Yaml,
-) -> Result<Vec<KeySchemaElement>, Box<dyn std::error::Error + Send + Sync>> {
+fn key_schema(node: &Yaml) -> Result<Vec<KeySchemaElement>, Box<dyn std::error::Error + Send + Sync>> {
     let mut keys = Vec::new();
-    for key in node
-        .as_vec()
-        .ok_or_else(|| shape("KeySchema is not a list"))?
-    {
+    for key in node.as_vec().ok_or_else(|| shape("KeySchema is not a list"))? {
         keys.push(
             KeySchemaElement::builder()
                 .attribute_name(str_at(key, "AttributeName")?)
@@ -202,44 +174,24 @@ mod tests {
     #[test]
     fn paths_match_with_parameters() {
         let p = "/v1/payments/attempts/{id}";
-        assert_eq!(
-            match_path(p, "/v1/payments/attempts/payatt_1"),
-            Some(vec![("id".into(), "payatt_1".into())])
-        );
+        assert_eq!(match_path(p, "/v1/payments/attempts/payatt_1"), Some(vec![("id".into(), "payatt_1".into())]));
         assert_eq!(match_path(p, "/v1/payments/attempts/"), None);
         assert_eq!(match_path(p, "/v1/payments/attempts"), None);
         assert_eq!(match_path(p, "/v1/payments/attempts/a/b"), None);
-        assert_eq!(
-            match_path("/v1/payments/attempts", "/v1/payments/attempts"),
-            Some(vec![])
-        );
+        assert_eq!(match_path("/v1/payments/attempts", "/v1/payments/attempts"), Some(vec![]));
     }
 
     #[test]
     fn the_template_declares_the_table_and_every_route() {
-        let t = Template::load(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/template.yaml"
-        )))
-        .unwrap();
-        let routes: Vec<String> = t
-            .routes
-            .iter()
-            .map(|r| format!("{} {} {}", r.method, r.path, r.function))
-            .collect();
+        let t = Template::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))).unwrap();
+        let routes: Vec<String> = t.routes.iter().map(|r| format!("{} {} {}", r.method, r.path, r.function)).collect();
         for expected in [
             "GET /v1/payments/attempts list",
             "GET /v1/payments/attempts/{id} retrieve",
             "POST /v1/payments/attempts record-attempt",
         ] {
-            assert!(
-                routes.iter().any(|r| r == expected),
-                "{expected} not in {routes:?}"
-            );
+            assert!(routes.iter().any(|r| r == expected), "{expected} not in {routes:?}");
         }
-        assert_eq!(
-            t.ttl_attribute(),
-            Some(payment_attempts::store::schema::TTL_ATTRIBUTE)
-        );
+        assert_eq!(t.ttl_attribute(), Some(payment_attempts::store::schema::TTL_ATTRIBUTE));
     }
 }

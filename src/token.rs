@@ -15,9 +15,7 @@ pub fn unsigned(claims: &Value) -> String {
 /// The claims of a `Bearer` token, flattened to strings the way API Gateway hands JWT claims
 /// to a Lambda. `None` when there is no readable token.
 pub fn claims(authorization: &str) -> Option<Map<String, Value>> {
-    let token = authorization
-        .strip_prefix("Bearer ")
-        .or_else(|| authorization.strip_prefix("bearer "))?;
+    let token = authorization.strip_prefix("Bearer ").or_else(|| authorization.strip_prefix("bearer "))?;
     let payload = token.trim().split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
@@ -31,11 +29,7 @@ pub fn claims(authorization: &str) -> Option<Map<String, Value>> {
                     Value::Array(items) => {
                         let parts: Vec<String> = items
                             .iter()
-                            .map(|i| {
-                                i.as_str()
-                                    .map(str::to_owned)
-                                    .unwrap_or_else(|| i.to_string())
-                            })
+                            .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
                             .collect();
                         format!("[{}]", parts.join(" "))
                     }

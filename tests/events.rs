@@ -27,29 +27,20 @@ const SEEDED: &str = "payatt_01933b5a000070008000000000000001";
 #[tokio::test]
 async fn every_event_gets_its_status_from_its_handler() {
     let svc = common::service().await;
-    let body =
-        common::attempt_body(Some("session_01933b5a000070008000000000000001"), "0.014").to_string();
+    let body = common::attempt_body(Some("session_01933b5a000070008000000000000001"), "0.014").to_string();
     let mut seeded = NewAttempt::from_json(body.as_bytes())
         .unwrap()
-        .into_attempt(
-            OrganizationId::parse("org_events").unwrap(),
-            Timestamp::now(),
-        );
+        .into_attempt(OrganizationId::parse("org_events").unwrap(), Timestamp::now());
     seeded.id = AttemptId::parse(SEEDED).unwrap();
-    svc.store.insert(&seeded).await.unwrap();
+    svc.store.create(&seeded, None).await.unwrap();
 
     let dir = Path::new(common::ROOT).join("events");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
     let mut listed: Vec<String> = EXPECTED.iter().map(|(f, _, _)| f.to_string()).collect();
     listed.sort();
-    assert_eq!(
-        files, listed,
-        "every event file has an expected status here"
-    );
+    assert_eq!(files, listed, "every event file has an expected status here");
 
     let routes = svc.api.routes().to_vec();
     for (file, function, status) in EXPECTED {
@@ -61,8 +52,7 @@ async fn every_event_gets_its_status_from_its_handler() {
             .find(|r| format!("{} {}", r.method, r.path) == route_key)
             .unwrap_or_else(|| panic!("{file}: no route {route_key} in template.yaml"));
         assert_eq!(route.function, *function, "{file}");
-        let request =
-            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         let response = svc.api.invoke(function, request).await.unwrap();
         let body = match response.body() {
             lambda_http::Body::Text(t) => t.clone(),

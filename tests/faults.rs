@@ -24,13 +24,7 @@ async fn an_outage_is_a_503_with_retry_after_and_the_service_recovers() {
     ];
     for reply in &during {
         assert_eq!(reply.status, 503, "{}", reply.text);
-        assert_eq!(
-            reply
-                .headers
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()),
-            Some("1")
-        );
+        assert_eq!(reply.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
         assert_eq!(reply.error().0, "storage_unavailable");
         assert_eq!(reply.json()["error"]["type"], "api_error");
         assert!(
@@ -43,10 +37,7 @@ async fn an_outage_is_a_503_with_retry_after_and_the_service_recovers() {
     // The same service (same client, same handlers) serves again once storage is back. The
     // in-memory engine comes back empty, so the table is created again.
     let _engine = DynamoDbLocal::start_on(port).expect("DynamoDB Local restarts on its port");
-    common::template()
-        .create_table(&svc.client, &svc.table)
-        .await
-        .unwrap();
+    common::template().create_table(&svc.client, &svc.table).await.unwrap();
     let after = svc.post("org_acme", LIST, &body).await;
     assert_eq!(after.status, 201, "{}", after.text);
 }

@@ -31,18 +31,12 @@ fn start_server(port: u16) -> LocalServer {
         .expect("local-api starts");
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| eprintln!("local-api: {l}"))
+        BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| eprintln!("local-api: {l}"))
     });
     let server = LocalServer(child);
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "local-api did not listen on {port}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "local-api did not listen on {port}");
         std::thread::sleep(Duration::from_millis(100));
     }
     server
@@ -51,18 +45,10 @@ fn start_server(port: u16) -> LocalServer {
 /// The shell block between the README's `examples` markers.
 fn readme_examples() -> String {
     let readme = std::fs::read_to_string(format!("{}/README.md", common::ROOT)).unwrap();
-    let start = readme
-        .find("<!-- examples:start -->")
-        .expect("README has an examples block");
-    let end = readme
-        .find("<!-- examples:end -->")
-        .expect("README closes the examples block");
+    let start = readme.find("<!-- examples:start -->").expect("README has an examples block");
+    let end = readme.find("<!-- examples:end -->").expect("README closes the examples block");
     let block = &readme[start..end];
-    let code = block
-        .split("```sh")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("a ```sh block");
+    let code = block.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("a ```sh block");
     code.to_owned()
 }
 
@@ -70,9 +56,7 @@ fn readme_examples() -> String {
 fn the_readme_curl_examples_work_against_the_local_server() {
     let port = free_port().unwrap();
     let _server = start_server(port);
-    let token = payment_attempts_local::token::unsigned(
-        &serde_json::json!({"org_id": "org_acme", "sub": "readme"}),
-    );
+    let token = payment_attempts_local::token::unsigned(&serde_json::json!({"org_id": "org_acme", "sub": "readme"}));
     // The block sets API and TOKEN for a reader's shell; here they point at this test's server.
     let script: String = readme_examples()
         .lines()
@@ -101,9 +85,6 @@ fn the_readme_curl_examples_work_against_the_local_server() {
         r#""status_history""#,
         r#""param":"limit""#,
     ] {
-        assert!(
-            stdout.contains(expected),
-            "README output lacks {expected}:\n{stdout}"
-        );
+        assert!(stdout.contains(expected), "README output lacks {expected}:\n{stdout}");
     }
 }

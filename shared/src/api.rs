@@ -9,8 +9,9 @@ use serde::Serialize;
 use std::future::Future;
 use tracing::Instrument;
 
-use crate::attempt::{Attempt, View};
+use crate::attempt::{Attempt, InvalidTransition, View};
 use crate::id::{AttemptId, OrganizationId, SessionId};
+use crate::idempotency::{self, IdempotencyRecord};
 use crate::page::{Cursor, ListQuery, Page, MAX_LIMIT};
 use crate::runtime::Settings;
 use crate::store::StoreError;
@@ -30,22 +31,71 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<String>,
+    /// The attempt the error is about, when it is another one than asked for.
+    pub payment_attempt: Option<String>,
 }
 
 impl ApiError {
-    fn new(
-        status: StatusCode,
-        kind: &'static str,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, kind, code, message: message.into(), param: None, payment_attempt: None }
+    }
+
+    pub fn invalid_transition(e: InvalidTransition) -> Self {
         ApiError {
-            status,
-            kind,
-            code,
-            message: message.into(),
-            param: None,
+            param: Some("status".to_owned()),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "invalid_state_transition",
+                format!("{e}; only a pending attempt moves, to succeeded, failed or released."),
+            )
         }
+    }
+
+    pub fn duplicate_request(holder: &AttemptId) -> Self {
+        ApiError {
+            param: Some("request_hash".to_owned()),
+            payment_attempt: Some(holder.to_string()),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "duplicate_request",
+                format!("This request_hash is already held by payment attempt {holder}, which is pending or succeeded: the call is a replay."),
+            )
+        }
+    }
+
+    pub fn idempotency_mismatch() -> Self {
+        ApiError {
+            param: Some(idempotency::HEADER.to_owned()),
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_error",
+                "idempotency_key_reused",
+                "Keys for idempotent requests can only be used with the same request they were first used with.",
+            )
+        }
+    }
+
+    pub fn idempotency_key_in_use() -> Self {
+        ApiError {
+            param: Some(idempotency::HEADER.to_owned()),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "idempotency_key_in_use",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
+        }
+    }
+
+    pub fn concurrent_update() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "concurrent_update",
+            "The payment attempt is being changed by another request; retrieve it and retry.",
+        )
     }
 
     pub fn unauthenticated() -> Self {
@@ -90,21 +140,16 @@ impl ApiError {
 
 impl From<InvalidRequest> for ApiError {
     fn from(e: InvalidRequest) -> Self {
-        ApiError {
-            param: e.param,
-            ..Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                e.code,
-                e.message,
-            )
-        }
+        ApiError { param: e.param, ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", e.code, e.message) }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::DuplicateRequest(holder) => Self::duplicate_request(&holder),
+            StoreError::IdempotencyKeyInUse | StoreError::IdempotencyKeyTaken => Self::idempotency_key_in_use(),
+            StoreError::VersionConflict => Self::concurrent_update(),
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "storage unavailable");
                 Self::unavailable()
@@ -130,21 +175,19 @@ struct ErrorFields<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     param: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_attempt: Option<&'a str>,
 }
 
 /// The caller's organization, only from the verified identity in the request context.
 pub fn organization(req: &Request, settings: &Settings) -> Result<OrganizationId, ApiError> {
     let claims = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
-            .authorizer
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .map(|jwt| &jwt.claims),
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()).map(|jwt| &jwt.claims)
+        }
         _ => None,
     };
-    let org = claims
-        .and_then(|c| c.get(&settings.org_claim))
-        .and_then(|v| OrganizationId::parse(v));
+    let org = claims.and_then(|c| c.get(&settings.org_claim)).and_then(|v| OrganizationId::parse(v));
     org.ok_or_else(ApiError::unauthenticated)
 }
 
@@ -155,11 +198,7 @@ pub fn request_id(req: &Request) -> String {
         _ => None,
     };
     from_gateway
-        .or_else(|| {
-            req.lambda_context_ref()
-                .map(|c| c.request_id.clone())
-                .filter(|id| !id.is_empty())
-        })
+        .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()).filter(|id| !id.is_empty()))
         .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()))
 }
 
@@ -168,7 +207,11 @@ pub fn attempt_id(req: &Request) -> Result<AttemptId, ApiError> {
     let params = req.path_parameters();
     let raw = params.first("id").unwrap_or_default();
     AttemptId::parse(raw).ok_or_else(|| {
-        InvalidRequest::invalid("id", format!("Invalid id: `{raw}` is not a payment attempt id (payatt_ and 32 lowercase hex digits).")).into()
+        InvalidRequest::invalid(
+            "id",
+            format!("Invalid id: `{raw}` is not a payment attempt id (payatt_ and 32 lowercase hex digits)."),
+        )
+        .into()
     })
 }
 
@@ -189,22 +232,15 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
             "session_id" => {
                 query.session_id = Some(SessionId::parse(value).ok_or_else(|| {
                     InvalidRequest::invalid(
-                    name,
-                    "Invalid session_id: must be `session_` followed by 1 to 64 letters or digits.",
-                )
+                        name,
+                        "Invalid session_id: must be `session_` followed by 1 to 64 letters or digits.",
+                    )
                 })?)
             }
             "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        InvalidRequest::invalid(
-                            name,
-                            format!("Invalid limit: must be an integer from 1 to {MAX_LIMIT}."),
-                        )
-                    })?
+                query.limit = value.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
+                    InvalidRequest::invalid(name, format!("Invalid limit: must be an integer from 1 to {MAX_LIMIT}."))
+                })?
             }
             "starting_after" | "ending_before" => {
                 if query.cursor.is_some() {
@@ -215,13 +251,13 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
                     .into());
                 }
                 let id = AttemptId::parse(value).ok_or_else(|| {
-                    InvalidRequest::invalid(name, format!("Invalid {name}: must be a payment attempt id (payatt_ and 32 lowercase hex digits)."))
+                    InvalidRequest::invalid(
+                        name,
+                        format!("Invalid {name}: must be a payment attempt id (payatt_ and 32 lowercase hex digits)."),
+                    )
                 })?;
-                query.cursor = Some(if name == "starting_after" {
-                    Cursor::StartingAfter(id)
-                } else {
-                    Cursor::EndingBefore(id)
-                });
+                query.cursor =
+                    Some(if name == "starting_after" { Cursor::StartingAfter(id) } else { Cursor::EndingBefore(id) });
             }
             other => return Err(InvalidRequest::unknown(other).into()),
         }
@@ -232,14 +268,7 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
 /// The JSON body of a write, within size and media-type limits.
 pub fn json_body(req: &Request) -> Result<&[u8], ApiError> {
     if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
-        let media = content_type
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let media = content_type.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media != "application/json" {
             return Err(ApiError {
                 param: None,
@@ -269,9 +298,7 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
         Ok(text) => {
             let mut response = Response::new(Body::Text(text));
             *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
         Err(e) => {
@@ -283,6 +310,33 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
 
 pub fn attempt_response(status: StatusCode, attempt: &Attempt) -> Response<Body> {
     json_response(status, &attempt.view(View::Full))
+}
+
+/// The `Idempotency-Key` header, if the caller sent one.
+pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(idempotency::HEADER) else { return Ok(None) };
+    Ok(Some(idempotency::parse_key(value.as_bytes())?))
+}
+
+/// The response first given to the request `fingerprint` names, or an error if the key was
+/// first used with another request.
+pub fn replay(record: &IdempotencyRecord, fingerprint: &str) -> Result<Response<Body>, ApiError> {
+    if record.fingerprint != fingerprint {
+        return Err(ApiError::idempotency_mismatch());
+    }
+    let mut response = Response::new(Body::Text(record.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+/// The text of a response built here (always `Body::Text`).
+pub fn body_text(response: &Response<Body>) -> &str {
+    match response.body() {
+        Body::Text(text) => text,
+        _ => "",
+    }
 }
 
 /// Stripe's list envelope around seed 000's objects.
@@ -299,13 +353,7 @@ pub fn list_response(page: &Page) -> Response<Body> {
     let data = page.attempts.iter().map(|a| a.view(View::Row)).collect();
     json_response(
         StatusCode::OK,
-        &Envelope {
-            object: "list",
-            url: LIST_URL,
-            has_more: page.has_more,
-            data,
-            _page: std::marker::PhantomData,
-        },
+        &Envelope { object: "list", url: LIST_URL, has_more: page.has_more, data, _page: std::marker::PhantomData },
     )
 }
 
@@ -316,28 +364,24 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
             code: error.code,
             message: &error.message,
             param: error.param.as_deref(),
+            payment_attempt: error.payment_attempt.as_deref(),
         },
     };
-    let text = serde_json::to_string(&body).unwrap_or_else(|_| r#"{"error":{"type":"api_error","code":"internal_error","message":"An internal error occurred."}}"#.to_owned());
+    let text = serde_json::to_string(&body).unwrap_or_else(|_| {
+        r#"{"error":{"type":"api_error","code":"internal_error","message":"An internal error occurred."}}"#.to_owned()
+    });
     let mut response = Response::new(Body::Text(text));
     *response.status_mut() = error.status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if error.status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
     }
     response
 }
 
 /// Runs a handler's work inside a span naming the request, and finishes its response: the
 /// error body if it failed, and the `Request-Id` header always.
-pub async fn serve(
-    req: &Request,
-    work: impl Future<Output = Result<Response<Body>, ApiError>>,
-) -> Response<Body> {
+pub async fn serve(req: &Request, work: impl Future<Output = Result<Response<Body>, ApiError>>) -> Response<Body> {
     let request_id = request_id(req);
     let span = tracing::info_span!("request", request_id = %request_id);
     let result = work.instrument(span.clone()).await;
@@ -349,11 +393,7 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {
-                tracing::warn!(
-                    status = error.status.as_u16(),
-                    code = error.code,
-                    "request failed"
-                );
+                tracing::warn!(status = error.status.as_u16(), code = error.code, "request failed");
             } else {
                 tracing::info!(
                     status = error.status.as_u16(),
@@ -397,69 +437,35 @@ mod tests {
         assert_eq!(query(&[("limit", "1")]).unwrap().limit, 1);
         assert_eq!(query(&[("limit", "100")]).unwrap().limit, 100);
         for bad in ["0", "101", "-1", "ten", "", "1.5", "99999999999"] {
-            assert_eq!(
-                param(query(&[("limit", bad)])).as_deref(),
-                Some("limit"),
-                "{bad:?}"
-            );
+            assert_eq!(param(query(&[("limit", bad)])).as_deref(), Some("limit"), "{bad:?}");
         }
     }
 
     #[test]
     fn list_query_cursors_and_session() {
         let q = query(&[("starting_after", ID), ("session_id", "session_s1")]).unwrap();
-        assert_eq!(
-            q.cursor,
-            Some(Cursor::StartingAfter(AttemptId::parse(ID).unwrap()))
-        );
-        assert_eq!(
-            q.session_id.map(|s| s.to_string()).as_deref(),
-            Some("session_s1")
-        );
+        assert_eq!(q.cursor, Some(Cursor::StartingAfter(AttemptId::parse(ID).unwrap())));
+        assert_eq!(q.session_id.map(|s| s.to_string()).as_deref(), Some("session_s1"));
         let q = query(&[("ending_before", ID)]).unwrap();
-        assert_eq!(
-            q.cursor,
-            Some(Cursor::EndingBefore(AttemptId::parse(ID).unwrap()))
-        );
-        assert_eq!(
-            param(query(&[("starting_after", ID), ("ending_before", ID)])).as_deref(),
-            Some("ending_before")
-        );
-        assert_eq!(
-            param(query(&[("starting_after", "payatt_x")])).as_deref(),
-            Some("starting_after")
-        );
-        assert_eq!(
-            param(query(&[("session_id", "org_acme")])).as_deref(),
-            Some("session_id")
-        );
+        assert_eq!(q.cursor, Some(Cursor::EndingBefore(AttemptId::parse(ID).unwrap())));
+        assert_eq!(param(query(&[("starting_after", ID), ("ending_before", ID)])).as_deref(), Some("ending_before"));
+        assert_eq!(param(query(&[("starting_after", "payatt_x")])).as_deref(), Some("starting_after"));
+        assert_eq!(param(query(&[("session_id", "org_acme")])).as_deref(), Some("session_id"));
     }
 
     #[test]
     fn list_query_refuses_unknown_and_repeated_parameters() {
-        assert_eq!(
-            param(query(&[("organization_id", "org_b")])).as_deref(),
-            Some("organization_id")
-        );
-        assert_eq!(
-            param(query(&[("limit", "1"), ("limit", "2")])).as_deref(),
-            Some("limit")
-        );
+        assert_eq!(param(query(&[("organization_id", "org_b")])).as_deref(), Some("organization_id"));
+        assert_eq!(param(query(&[("limit", "1"), ("limit", "2")])).as_deref(), Some("limit"));
         let e = query(&[("expand", "x")]).unwrap_err();
-        assert_eq!(
-            (e.status, e.code),
-            (StatusCode::BAD_REQUEST, "parameter_unknown")
-        );
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "parameter_unknown"));
     }
 
     #[test]
     fn no_request_context_means_no_identity() {
         let settings = Settings::new("t");
         let e = organization(&Request::default(), &settings).unwrap_err();
-        assert_eq!(
-            (e.status, e.code),
-            (StatusCode::UNAUTHORIZED, "unauthenticated")
-        );
+        assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, "unauthenticated"));
     }
 
     #[test]
@@ -474,10 +480,7 @@ mod tests {
         };
         assert_eq!(body["error"]["type"], "api_error");
         assert_eq!(body["error"]["code"], "storage_unavailable");
-        let r = respond(
-            "req_2",
-            Err(InvalidRequest::invalid("limit", "Invalid limit.").into()),
-        );
+        let r = respond("req_2", Err(InvalidRequest::invalid("limit", "Invalid limit.").into()));
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert!(r.headers().get("retry-after").is_none());
     }

@@ -24,14 +24,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Active,
-        Status::Disabled,
-        Status::Pending,
-        Status::Succeeded,
-        Status::Failed,
-        Status::Released,
-    ];
+    pub const ALL: [Status; 6] =
+        [Status::Active, Status::Disabled, Status::Pending, Status::Succeeded, Status::Failed, Status::Released];
 
     pub fn parse(text: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|s| s.as_str() == text)
@@ -85,8 +79,7 @@ pub struct InvalidTransition {
 
 impl StatusTransition {
     pub fn new(from: Status, to: Status) -> Result<Self, InvalidTransition> {
-        let legal = from == Status::Pending
-            && matches!(to, Status::Succeeded | Status::Failed | Status::Released);
+        let legal = from == Status::Pending && matches!(to, Status::Succeeded | Status::Failed | Status::Released);
         if legal {
             Ok(StatusTransition { from, to })
         } else {
@@ -102,6 +95,7 @@ pub struct StatusDetails {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub source: Option<String>,
+    pub code: Option<String>,
 }
 
 /// One entry of the append-only status history.
@@ -113,6 +107,20 @@ pub struct StatusChange {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub source: Option<String>,
+    pub code: Option<String>,
+}
+
+impl StatusChange {
+    /// `status_details` mirrors the latest change.
+    pub fn details(&self) -> StatusDetails {
+        StatusDetails {
+            changed_at: self.changed_at,
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            source: self.source.clone(),
+            code: self.code.clone(),
+        }
+    }
 }
 
 /// The durable record of one authorization + settlement cycle of a paid call.
@@ -138,6 +146,8 @@ pub struct Attempt {
     pub status_history: Vec<StatusChange>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Bumped by every write; writes are conditional on the version they read.
+    pub version: u64,
 }
 
 /// How much of an attempt a response shows.
@@ -214,11 +224,7 @@ mod tests {
         for from in Status::ALL {
             for to in Status::ALL {
                 let legal = from == Pending && matches!(to, Succeeded | Failed | Released);
-                assert_eq!(
-                    StatusTransition::new(from, to).is_ok(),
-                    legal,
-                    "{from} -> {to}"
-                );
+                assert_eq!(StatusTransition::new(from, to).is_ok(), legal, "{from} -> {to}");
             }
         }
     }
@@ -228,9 +234,7 @@ mod tests {
         let initial: Vec<_> = Status::ALL.into_iter().filter(Status::is_initial).collect();
         assert_eq!(initial, vec![Pending, Succeeded, Failed]);
         assert!(Active.describes_accounts() && Disabled.describes_accounts());
-        assert!(
-            !Pending.is_final() && Succeeded.is_final() && Failed.is_final() && Released.is_final()
-        );
+        assert!(!Pending.is_final() && Succeeded.is_final() && Failed.is_final() && Released.is_final());
     }
 
     #[test]

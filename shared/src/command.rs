@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
+use crate::attempt::{Attempt, InvalidTransition, Status, StatusChange, StatusTransition};
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
 use crate::money::{Amount, AmountError, Currency};
 use crate::time::Timestamp;
@@ -17,6 +17,14 @@ pub struct StatusNote {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub source: Option<String>,
+    pub code: Option<String>,
+}
+
+impl StatusNote {
+    fn change(self, status: Status, previous_status: Option<Status>, changed_at: Timestamp) -> StatusChange {
+        let StatusNote { reason, message, source, code } = self;
+        StatusChange { status, previous_status, changed_at, reason, message, source, code }
+    }
 }
 
 /// A validated request to record a new attempt.
@@ -43,59 +51,29 @@ pub struct NewAttempt {
 impl NewAttempt {
     pub fn from_json(body: &[u8]) -> Result<Self> {
         let mut f = JsonFields::parse(body)?;
-        let organization_id = prefixed(
-            f.take("organization_id"),
-            "organization_id",
-            OrganizationId::parse,
-        )?;
+        let organization_id = prefixed(f.take("organization_id"), "organization_id", OrganizationId::parse)?;
         let session_id = prefixed(f.take("session_id"), "session_id", SessionId::parse)?;
-        let payment_account_id = prefixed(
-            f.take("payment_account_id"),
-            "payment_account_id",
-            PaymentAccountId::parse,
-        )?;
+        let payment_account_id = prefixed(f.take("payment_account_id"), "payment_account_id", PaymentAccountId::parse)?;
         let capability = required(&mut f, "capability", |raw, p| {
-            v::token(
-                raw,
-                p,
-                128,
-                v::capability_char,
-                "use letters, digits and `_ . : / -`",
-            )
+            v::token(raw, p, 128, v::capability_char, "use letters, digits and `_ . : / -`")
         })?;
         let operation = required(&mut f, "operation", |raw, p| {
-            v::token(
-                raw,
-                p,
-                128,
-                v::capability_char,
-                "use letters, digits and `_ . : / -`",
-            )
+            v::token(raw, p, 128, v::capability_char, "use letters, digits and `_ . : / -`")
         })?;
         let rail = optional(f.take("rail"), "rail", |raw, p| {
-            v::token(
-                raw,
-                p,
-                64,
-                v::rail_char,
-                "use lowercase letters, digits and `_`",
-            )
+            v::token(raw, p, 64, v::rail_char, "use lowercase letters, digits and `_`")
         })?;
         let amount_usd = required(&mut f, "amount_usd", amount)?;
         let currency = optional(f.take("currency"), "currency", |raw, p| {
             let code = v::string(raw, p, 3).ok().and_then(|c| Currency::parse(&c));
             code.ok_or_else(|| {
-                InvalidRequest::invalid(
-                    p,
-                    format!("Invalid {p}: must be an ISO 4217 code such as `USD`."),
-                )
+                InvalidRequest::invalid(p, format!("Invalid {p}: must be an ISO 4217 code such as `USD`."))
             })
         })?
         .unwrap_or(Currency::USD);
         let target_url = required(&mut f, "target_url", v::target_url)?;
         let request_hash = optional(f.take("request_hash"), "request_hash", v::request_hash)?;
-        let status =
-            optional(f.take("status"), "status", initial_status)?.unwrap_or(Status::Pending);
+        let status = optional(f.take("status"), "status", initial_status)?.unwrap_or(Status::Pending);
         let error_message = v::optional_string(f.take("error_message"), "error_message", 1000)?;
         let status_note = status_note(f.take("status_details"), "status_details")?;
         let receipt = v::receipt(f.take("receipt"), "receipt")?;
@@ -123,19 +101,7 @@ impl NewAttempt {
 
     /// The attempt as first recorded, created now by `organization`.
     pub fn into_attempt(self, organization: OrganizationId, now: Timestamp) -> Attempt {
-        let StatusNote {
-            reason,
-            message,
-            source,
-        } = self.status_note;
-        let change = StatusChange {
-            status: self.status,
-            previous_status: None,
-            changed_at: now,
-            reason: reason.clone(),
-            message: message.clone(),
-            source: source.clone(),
-        };
+        let change = self.status_note.change(self.status, None, now);
         Attempt {
             id: AttemptId::new_at(now),
             organization_id: organization,
@@ -149,27 +115,65 @@ impl NewAttempt {
             target_url: self.target_url,
             request_hash: self.request_hash,
             status: self.status,
-            status_details: StatusDetails {
-                changed_at: now,
-                reason,
-                message,
-                source,
-            },
+            status_details: change.details(),
             error_message: self.error_message,
             receipt: self.receipt,
             metadata: self.metadata,
             status_history: vec![change],
             created_at: now,
             updated_at: now,
+            version: 1,
         }
     }
 }
 
-fn required<T>(
-    f: &mut JsonFields,
-    param: &str,
-    parse: impl FnOnce(&RawValue, &str) -> Result<T>,
-) -> Result<T> {
+/// A validated request to move an attempt along its lifecycle.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    /// Only trusted writers (IAM, SQS, direct invoke) may name the organization in the body.
+    pub organization_id: Option<OrganizationId>,
+    pub status: Status,
+    pub status_note: StatusNote,
+    pub error_message: Option<String>,
+    /// Replaces the receipt when given.
+    pub receipt: Option<Box<RawValue>>,
+}
+
+impl StatusUpdate {
+    pub fn from_json(body: &[u8]) -> Result<Self> {
+        let mut f = JsonFields::parse(body)?;
+        let organization_id = prefixed(f.take("organization_id"), "organization_id", OrganizationId::parse)?;
+        let status = required(&mut f, "status", parse_status)?;
+        let error_message = v::optional_string(f.take("error_message"), "error_message", 1000)?;
+        let status_note = status_note(f.take("status_details"), "status_details")?;
+        let receipt = match f.take("receipt") {
+            Some(raw) => Some(v::receipt(Some(raw), "receipt")?),
+            None => None,
+        };
+        f.reject_unknown(None)?;
+        check_error_message(status, &error_message)?;
+        Ok(StatusUpdate { organization_id, status, status_note, error_message, receipt })
+    }
+
+    /// The attempt after this update, its history one entry longer; only along the lifecycle.
+    pub fn apply(self, attempt: &Attempt, now: Timestamp) -> std::result::Result<Attempt, InvalidTransition> {
+        let transition = StatusTransition::new(attempt.status, self.status)?;
+        let change = self.status_note.change(transition.to, Some(transition.from), now);
+        let mut next = attempt.clone();
+        next.status = transition.to;
+        next.status_details = change.details();
+        next.status_history.push(change);
+        next.error_message = self.error_message;
+        if let Some(receipt) = self.receipt {
+            next.receipt = receipt;
+        }
+        next.updated_at = now;
+        next.version = attempt.version + 1;
+        Ok(next)
+    }
+}
+
+fn required<T>(f: &mut JsonFields, param: &str, parse: impl FnOnce(&RawValue, &str) -> Result<T>) -> Result<T> {
     match f.take(param) {
         Some(raw) if !v::is_null(&raw) => parse(&raw, param),
         _ => Err(InvalidRequest::missing(param)),
@@ -187,18 +191,11 @@ fn optional<T>(
     }
 }
 
-fn prefixed<T>(
-    raw: Option<Box<RawValue>>,
-    param: &str,
-    parse: fn(&str) -> Option<T>,
-) -> Result<Option<T>> {
+fn prefixed<T>(raw: Option<Box<RawValue>>, param: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>> {
     optional(raw, param, |raw, p| {
         let text: Option<String> = serde_json::from_str(raw.get()).ok();
         text.as_deref().and_then(parse).ok_or_else(|| {
-            let prefix = p
-                .trim_end_matches("_id")
-                .replace("payment_account", "payacct")
-                .replace("organization", "org");
+            let prefix = p.trim_end_matches("_id").replace("payment_account", "payacct").replace("organization", "org");
             InvalidRequest::invalid(
                 p,
                 format!("Invalid {p}: must be `{prefix}_` followed by 1 to 64 letters or digits."),
@@ -220,17 +217,12 @@ fn amount(raw: &RawValue, param: &str) -> Result<Amount> {
 pub(crate) fn parse_status(raw: &RawValue, param: &str) -> Result<Status> {
     let text: Option<String> = serde_json::from_str(raw.get()).ok();
     let status = text.as_deref().and_then(Status::parse).ok_or_else(|| {
-        InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must be one of pending, succeeded, failed, released."),
-        )
+        InvalidRequest::invalid(param, format!("Invalid {param}: must be one of pending, succeeded, failed, released."))
     })?;
     if status.describes_accounts() {
         return Err(InvalidRequest::invalid(
             param,
-            format!(
-                "Invalid {param}: `{status}` describes payment accounts, never payment attempts."
-            ),
+            format!("Invalid {param}: `{status}` describes payment accounts, never payment attempts."),
         ));
     }
     Ok(status)
@@ -254,9 +246,7 @@ pub(crate) fn check_error_message(status: Status, error_message: &Option<String>
         (Status::Failed, Some(_)) | (_, None) => Ok(()),
         (other, Some(_)) => Err(InvalidRequest::invalid(
             "error_message",
-            format!(
-                "Invalid error_message: only a failed attempt has one, and this one is {other}."
-            ),
+            format!("Invalid error_message: only a failed attempt has one, and this one is {other}."),
         )),
     }
 }
@@ -266,21 +256,16 @@ pub(crate) fn status_note(raw: Option<Box<RawValue>>, param: &str) -> Result<Sta
         return Ok(StatusNote::default());
     };
     if !raw.get().trim_start().starts_with('{') {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must be an object."),
-        ));
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: must be an object.")));
     }
-    let mut f = JsonFields::parse(raw.get().as_bytes()).map_err(|e| InvalidRequest {
-        param: Some(format!("{param}[{}]", e.param.unwrap_or_default())),
-        ..e
-    })?;
-    let mut field =
-        |name: &str, max| v::optional_string(f.take(name), &format!("{param}[{name}]"), max);
+    let mut f = JsonFields::parse(raw.get().as_bytes())
+        .map_err(|e| InvalidRequest { param: Some(format!("{param}[{}]", e.param.unwrap_or_default())), ..e })?;
+    let mut field = |name: &str, max| v::optional_string(f.take(name), &format!("{param}[{name}]"), max);
     let note = StatusNote {
         reason: field("reason", 100)?,
         message: field("message", 500)?,
         source: field("source", 100)?,
+        code: field("code", 100)?,
     };
     f.reject_unknown(Some(param))?;
     Ok(note)
@@ -355,24 +340,15 @@ mod tests {
             "amount_usd": 0, "target_url": "https://api.example.com/"
         }))
         .unwrap();
-        assert_eq!(
-            (cmd.currency, cmd.status, cmd.session_id, cmd.rail),
-            (Currency::USD, Status::Pending, None, None)
-        );
+        assert_eq!((cmd.currency, cmd.status, cmd.session_id, cmd.rail), (Currency::USD, Status::Pending, None, None));
         assert_eq!(cmd.receipt.get(), "{}");
     }
 
     #[test]
     fn each_required_field_is_named_when_missing() {
         for field in ["capability", "operation", "amount_usd", "target_url"] {
-            assert_eq!(
-                rejected(&without(field)),
-                (field.to_owned(), "parameter_missing")
-            );
-            assert_eq!(
-                rejected(&with(field, Value::Null)),
-                (field.to_owned(), "parameter_missing")
-            );
+            assert_eq!(rejected(&without(field)), (field.to_owned(), "parameter_missing"));
+            assert_eq!(rejected(&with(field, Value::Null)), (field.to_owned(), "parameter_missing"));
         }
     }
 
@@ -425,57 +401,31 @@ mod tests {
 
     #[test]
     fn unknown_and_server_owned_fields_are_refused() {
-        for field in [
-            "id",
-            "object",
-            "created_at",
-            "updated_at",
-            "status_history",
-            "amount",
-            "Capability",
-        ] {
-            assert_eq!(
-                rejected(&with(field, json!("x"))),
-                (field.to_owned(), "parameter_unknown")
-            );
+        for field in ["id", "object", "created_at", "updated_at", "status_history", "amount", "Capability"] {
+            assert_eq!(rejected(&with(field, json!("x"))), (field.to_owned(), "parameter_unknown"));
         }
         assert_eq!(
-            rejected(&with(
-                "status_details",
-                json!({"reason": "x", "changed_at": "now"})
-            )),
+            rejected(&with("status_details", json!({"reason": "x", "changed_at": "now"}))),
             ("status_details[changed_at]".to_owned(), "parameter_unknown")
         );
     }
 
     #[test]
     fn failed_attempts_need_an_error_message() {
-        assert_eq!(
-            rejected(&with("status", json!("failed"))),
-            ("error_message".to_owned(), "parameter_missing")
-        );
+        assert_eq!(rejected(&with("status", json!("failed"))), ("error_message".to_owned(), "parameter_missing"));
         let mut b = with("status", json!("failed"));
         b["error_message"] = json!("rail.insufficient_funds: settled balance below minimum");
         b["status_details"] = json!({"reason": "insufficient_funds", "source": "rail"});
         let cmd = parse(&b).unwrap();
         assert_eq!(cmd.status, Status::Failed);
-        assert_eq!(
-            cmd.status_note.reason.as_deref(),
-            Some("insufficient_funds")
-        );
+        assert_eq!(cmd.status_note.reason.as_deref(), Some("insufficient_funds"));
     }
 
     #[test]
     fn organization_is_read_for_trusted_writers_only_to_be_checked() {
         let cmd = parse(&with("organization_id", json!("org_acme"))).unwrap();
-        assert_eq!(
-            cmd.organization_id.map(|o| o.to_string()).as_deref(),
-            Some("org_acme")
-        );
-        assert_eq!(
-            rejected(&with("organization_id", json!("org_a#b"))).0,
-            "organization_id"
-        );
+        assert_eq!(cmd.organization_id.map(|o| o.to_string()).as_deref(), Some("org_acme"));
+        assert_eq!(rejected(&with("organization_id", json!("org_a#b"))).0, "organization_id");
     }
 
     #[test]
@@ -484,12 +434,48 @@ mod tests {
         let cmd = NewAttempt::from_json(text.as_bytes()).unwrap();
         assert_eq!(cmd.amount_usd.to_string(), "1000000.000001");
         let text = body().to_string().replace("0.014", "0.0140000000000000001");
+        assert_eq!(NewAttempt::from_json(text.as_bytes()).unwrap_err().param.as_deref(), Some("amount_usd"));
+    }
+
+    fn update(v: Value) -> Result<StatusUpdate> {
+        StatusUpdate::from_json(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn updates_follow_the_lifecycle_and_grow_the_history() {
+        let now = Timestamp::now();
+        let pending = parse(&body()).unwrap().into_attempt(OrganizationId::parse("org_acme").unwrap(), now);
+        let later = Timestamp::parse_rfc3339("2100-01-01T00:00:00Z").unwrap();
+        let settled = update(json!({"status": "succeeded", "receipt": {"tx": "0xdef"},
+            "status_details": {"reason": "settled", "source": "rail", "code": "ok"}}))
+        .unwrap()
+        .apply(&pending, later)
+        .unwrap();
+        assert_eq!((settled.status, settled.version, settled.updated_at), (Status::Succeeded, 2, later));
+        assert_eq!(settled.created_at, pending.created_at);
+        assert_eq!(settled.receipt.get(), r#"{"tx":"0xdef"}"#);
+        assert_eq!(settled.status_history.len(), 2);
+        let last = &settled.status_history[1];
         assert_eq!(
-            NewAttempt::from_json(text.as_bytes())
-                .unwrap_err()
-                .param
-                .as_deref(),
-            Some("amount_usd")
+            (last.status, last.previous_status, last.code.as_deref()),
+            (Status::Succeeded, Some(Status::Pending), Some("ok"))
         );
+        assert_eq!(settled.status_details, last.details());
+        let again = update(json!({"status": "failed", "error_message": "late"})).unwrap().apply(&settled, later);
+        assert_eq!(again.unwrap_err(), InvalidTransition { from: Status::Succeeded, to: Status::Failed });
+        let to_pending = update(json!({"status": "pending"})).unwrap().apply(&pending, later);
+        assert!(to_pending.is_err());
+    }
+
+    #[test]
+    fn updates_are_validated() {
+        let param = |v: Value| update(v).unwrap_err().param.unwrap_or_default();
+        assert_eq!(param(json!({})), "status");
+        assert_eq!(param(json!({"status": "active"})), "status");
+        assert_eq!(param(json!({"status": "failed"})), "error_message");
+        assert_eq!(param(json!({"status": "released", "error_message": "x"})), "error_message");
+        assert_eq!(param(json!({"status": "released", "amount_usd": 1})), "amount_usd");
+        assert_eq!(param(json!({"status": "released", "receipt": [1]})), "receipt");
+        assert_eq!(param(json!({"status": "released", "status_details": {"at": 1}})), "status_details[at]");
     }
 }

@@ -27,10 +27,7 @@ impl AttemptId {
 
     pub fn parse(text: &str) -> Option<Self> {
         let hex = text.strip_prefix(ATTEMPT_PREFIX)?;
-        let ok = hex.len() == 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         ok.then(|| AttemptId(text.to_owned()))
     }
 
@@ -38,8 +35,7 @@ impl AttemptId {
     pub fn timestamp(&self) -> Option<Timestamp> {
         let uuid = Uuid::parse_str(&self.0[ATTEMPT_PREFIX.len()..]).ok()?;
         let (secs, nanos) = uuid.get_timestamp()?.to_unix();
-        let at = OffsetDateTime::from_unix_timestamp(secs as i64).ok()?
-            + time::Duration::nanoseconds(nanos as i64);
+        let at = OffsetDateTime::from_unix_timestamp(secs as i64).ok()? + time::Duration::nanoseconds(nanos as i64);
         Some(Timestamp::from(at))
     }
 
@@ -129,8 +125,7 @@ mod tests {
 
     #[test]
     fn attempt_ids_sort_by_time() {
-        let early =
-            AttemptId::new_at(Timestamp::parse_rfc3339("2026-05-25T10:14:00.001Z").unwrap());
+        let early = AttemptId::new_at(Timestamp::parse_rfc3339("2026-05-25T10:14:00.001Z").unwrap());
         let late = AttemptId::new_at(Timestamp::parse_rfc3339("2026-05-25T10:14:00.002Z").unwrap());
         assert!(early < late);
     }
@@ -157,15 +152,7 @@ mod tests {
     fn prefixed_ids_allow_no_separators() {
         assert!(OrganizationId::parse("org_01933b5a000070008000000000000001").is_some());
         assert!(OrganizationId::parse("org_acme").is_some());
-        for bad in [
-            "org_",
-            "org_a#b",
-            "org_a b",
-            "org_é",
-            "acme",
-            "ORG_acme",
-            &format!("org_{}", "a".repeat(65)),
-        ] {
+        for bad in ["org_", "org_a#b", "org_a b", "org_é", "acme", "ORG_acme", &format!("org_{}", "a".repeat(65))] {
             assert_eq!(OrganizationId::parse(bad), None, "{bad:?}");
         }
         assert!(SessionId::parse("session_01933b5a000070008000000000000001").is_some());

@@ -10,6 +10,7 @@ pub mod api;
 pub mod attempt;
 pub mod command;
 pub mod id;
+pub mod idempotency;
 pub mod money;
 pub mod page;
 pub mod runtime;

@@ -79,41 +79,24 @@ fn scientific(text: &str) -> Result<Decimal, AmountError> {
     let mantissa = Decimal::from_str_exact(mantissa).map_err(|_| too_precise_or_large(mantissa))?;
     // Out of range exponents cannot give an accepted amount: say which bound they break.
     if exponent > 28 {
-        return if mantissa.is_zero() {
-            Ok(Decimal::ZERO)
-        } else {
-            Err(AmountError::TooLarge)
-        };
+        return if mantissa.is_zero() { Ok(Decimal::ZERO) } else { Err(AmountError::TooLarge) };
     }
     if exponent < -28 {
-        return if mantissa.is_zero() {
-            Ok(Decimal::ZERO)
-        } else {
-            Err(AmountError::TooPrecise)
-        };
+        return if mantissa.is_zero() { Ok(Decimal::ZERO) } else { Err(AmountError::TooPrecise) };
     }
-    let shift =
-        Decimal::from_scientific(&format!("1e{exponent}")).map_err(|_| AmountError::NotANumber)?;
-    mantissa
-        .checked_mul(shift)
-        .ok_or(AmountError::TooLarge)
-        .and_then(|v| {
-            // A product that had to round lost digits: more precision than we keep.
-            if v.is_zero() && !mantissa.is_zero() {
-                Err(AmountError::TooPrecise)
-            } else {
-                Ok(v)
-            }
-        })
+    let shift = Decimal::from_scientific(&format!("1e{exponent}")).map_err(|_| AmountError::NotANumber)?;
+    mantissa.checked_mul(shift).ok_or(AmountError::TooLarge).and_then(|v| {
+        // A product that had to round lost digits: more precision than we keep.
+        if v.is_zero() && !mantissa.is_zero() {
+            Err(AmountError::TooPrecise)
+        } else {
+            Ok(v)
+        }
+    })
 }
 
 fn too_precise_or_large(text: &str) -> AmountError {
-    let integer_digits = text
-        .split('.')
-        .next()
-        .unwrap_or("")
-        .trim_start_matches('0')
-        .len();
+    let integer_digits = text.split('.').next().unwrap_or("").trim_start_matches('0').len();
     if integer_digits > 12 {
         AmountError::TooLarge
     } else {
@@ -138,26 +121,23 @@ impl FromStr for Amount {
 impl serde::Serialize for Amount {
     /// Written as a JSON number with exactly the stored digits (no trip through `f64`).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let raw = serde_json::value::RawValue::from_string(self.0.to_string())
-            .map_err(serde::ser::Error::custom)?;
+        let raw = serde_json::value::RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?;
         raw.serialize(serializer)
     }
 }
 
 /// ISO 4217 alphabetic codes in current use.
 const ISO_4217: &[&str] = &[
-    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
-    "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
-    "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP",
-    "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD",
-    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY",
-    "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
-    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK",
-    "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK",
-    "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG",
-    "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS",
-    "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES",
-    "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF", "BMD",
+    "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP",
+    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP",
+    "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD",
+    "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN",
+    "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB",
+    "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL",
+    "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND",
+    "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
 ];
 
 /// An ISO 4217 currency code, upper case.
@@ -189,9 +169,7 @@ mod tests {
     use super::*;
 
     fn ok(text: &str) -> String {
-        Amount::parse_json_number(text)
-            .map(|a| a.to_string())
-            .unwrap_or_else(|e| panic!("{text}: {e}"))
+        Amount::parse_json_number(text).map(|a| a.to_string()).unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
     #[test]

@@ -25,11 +25,7 @@ pub struct ListQuery {
 
 impl Default for ListQuery {
     fn default() -> Self {
-        ListQuery {
-            session_id: None,
-            limit: DEFAULT_LIMIT,
-            cursor: None,
-        }
+        ListQuery { session_id: None, limit: DEFAULT_LIMIT, cursor: None }
     }
 }
 

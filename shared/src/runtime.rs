@@ -21,16 +21,12 @@ impl Settings {
     pub const DEFAULT_ORG_CLAIM: &'static str = "org_id";
 
     pub fn new(table_name: impl Into<String>) -> Self {
-        Settings {
-            table_name: table_name.into(),
-            org_claim: Self::DEFAULT_ORG_CLAIM.to_owned(),
-        }
+        Settings { table_name: table_name.into(), org_claim: Self::DEFAULT_ORG_CLAIM.to_owned() }
     }
 
     /// `TABLE_NAME` (required) and `ORG_CLAIM` (default `org_id`).
     pub fn from_env() -> Result<Self, String> {
-        let table_name =
-            std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set".to_owned())?;
+        let table_name = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set".to_owned())?;
         let org_claim = std::env::var("ORG_CLAIM").ok().filter(|c| !c.is_empty());
         Ok(Settings {
             org_claim: org_claim.unwrap_or_else(|| Self::DEFAULT_ORG_CLAIM.to_owned()),
@@ -48,9 +44,8 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// The loader behind [`sdk_config`], for local runs that add an endpoint and credentials.
 pub fn sdk_config_loader() -> aws_config::ConfigLoader {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+    let http_client =
+        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client)
         .retry_config(RetryConfig::standard().with_max_attempts(3))

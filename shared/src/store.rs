@@ -1,20 +1,28 @@
 //! The DynamoDB table: the only module that knows its keys and item layout.
 //!
 //! Attempt item: `pk = ORG#<org>`, `sk = ATT#<id>`. Session index (`by_session`, sparse):
-//! `session_pk = ORG#<org>#SES#<session>`, sort key `id`. The organization is in every key,
-//! so no request can reach another tenant's items.
+//! `session_pk = ORG#<org>#SES#<session>`, sort key `id`. Beside the attempts, in the same
+//! organization partition: idempotency records (`sk = IDEM#<key>`, expiring through the TTL
+//! attribute) and replay guards (`sk = HASH#<request_hash>`, naming the attempt that holds the
+//! hash). They are written in the same transaction as the attempt, so one never exists
+//! without the other. The organization is in every key, so no request can reach another
+//! tenant's items.
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 use serde_json::value::RawValue;
 
 use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::idempotency::IdempotencyRecord;
 use crate::money::{Amount, Currency};
 use crate::page::{Cursor, ListQuery, Page};
 use crate::time::Timestamp;
@@ -46,6 +54,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage request failed: {0}")]
     Other(String),
+    /// A pending or succeeded attempt of the organization already holds this request hash.
+    #[error("request_hash already held by {0}")]
+    DuplicateRequest(AttemptId),
+    /// A concurrent request recorded this idempotency key first.
+    #[error("idempotency key recorded by another request")]
+    IdempotencyKeyTaken,
+    /// A concurrent transaction is writing this idempotency key right now.
+    #[error("idempotency key in use by a request in flight")]
+    IdempotencyKeyInUse,
+    /// The attempt changed since it was read.
+    #[error("attempt changed since it was read")]
+    VersionConflict,
 }
 
 #[derive(Clone, Debug)]
@@ -56,36 +76,136 @@ pub struct AttemptStore {
 
 impl AttemptStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        AttemptStore {
-            client,
-            table: table.into(),
-        }
+        AttemptStore { client, table: table.into() }
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    /// Writes a new attempt; never overwrites one.
-    pub async fn insert(&self, attempt: &Attempt) -> Result<(), StoreError> {
-        self.client
-            .put_item()
+    /// Writes a new attempt, its replay guard and its idempotency record in one transaction;
+    /// never overwrites an attempt.
+    pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
+        let mut writes = vec![Write::Attempt(put(&self.table, to_item(attempt), "attribute_not_exists(#pk)", &[])?)];
+        if let Some(hash) = attempt.request_hash.as_deref().filter(|_| holds_guard(attempt.status)) {
+            writes.push(Write::Guard(self.put_guard(&attempt.organization_id, hash, &attempt.id)?));
+        }
+        if let Some(key) = key {
+            writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
+        }
+        self.transact(writes).await
+    }
+
+    /// Replaces `before` by `after` if nobody changed it in between (same version), releasing
+    /// the replay guard when the attempt stops holding it, with the idempotency record.
+    pub async fn update(
+        &self,
+        before: &Attempt,
+        after: &Attempt,
+        key: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let version = AttributeValue::N(before.version.to_string());
+        let condition = put(&self.table, to_item(after), "#version = :version", &[(":version", version)])?;
+        let mut writes = vec![Write::Attempt(condition)];
+        if let Some(hash) = after.request_hash.as_deref() {
+            if holds_guard(before.status) && !holds_guard(after.status) {
+                writes.push(Write::ReleaseGuard(self.delete_guard(&after.organization_id, hash, &after.id)?));
+            }
+        }
+        if let Some(key) = key {
+            writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
+        }
+        self.transact(writes).await
+    }
+
+    /// The response kept under `key`, unless it has expired (TTL deletion lags behind).
+    pub async fn idempotency_record(
+        &self,
+        org: &OrganizationId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(attempt)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PARTITION_KEY)
+            .key(PARTITION_KEY, s(org_key(org)))
+            .key(SORT_KEY, s(key_sk(key)))
+            .consistent_read(true)
             .send()
             .await
             .map_err(classify)?;
-        Ok(())
+        let Some(item) = out.item else { return Ok(None) };
+        let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+        let expires_at = number(TTL_ATTRIBUTE).ok_or_else(|| corrupt(TTL_ATTRIBUTE))?;
+        if expires_at <= now.unix_seconds() {
+            return Ok(None);
+        }
+        Ok(Some(IdempotencyRecord {
+            key: key.to_owned(),
+            fingerprint: get_s(&item, "fingerprint")?.to_owned(),
+            status: number("status").and_then(|n| u16::try_from(n).ok()).ok_or_else(|| corrupt("status"))?,
+            body: get_s(&item, "body")?.to_owned(),
+            expires_at,
+        }))
     }
 
+    fn put_guard(&self, org: &OrganizationId, hash: &str, id: &AttemptId) -> Result<Put, StoreError> {
+        let item = HashMap::from([
+            (PARTITION_KEY.to_owned(), s(org_key(org))),
+            (SORT_KEY.to_owned(), s(guard_sk(hash))),
+            ("attempt_id".to_owned(), s(id.as_str())),
+        ]);
+        put(&self.table, item, "attribute_not_exists(#pk)", &[])
+    }
+
+    fn delete_guard(&self, org: &OrganizationId, hash: &str, id: &AttemptId) -> Result<Delete, StoreError> {
+        Delete::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(org_key(org)))
+            .key(SORT_KEY, s(guard_sk(hash)))
+            // Only this attempt's own guard; none at all is fine (nothing to release).
+            .condition_expression("attribute_not_exists(#pk) OR attempt_id = :id")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_values(":id", s(id.as_str()))
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))
+    }
+
+    fn put_key(&self, org: &OrganizationId, key: &IdempotencyRecord) -> Result<Put, StoreError> {
+        let item = HashMap::from([
+            (PARTITION_KEY.to_owned(), s(org_key(org))),
+            (SORT_KEY.to_owned(), s(key_sk(&key.key))),
+            ("fingerprint".to_owned(), s(&key.fingerprint)),
+            ("status".to_owned(), AttributeValue::N(key.status.to_string())),
+            ("body".to_owned(), s(&key.body)),
+            (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(key.expires_at.to_string())),
+        ]);
+        // An expired record that TTL has not deleted yet may be taken over.
+        let now = AttributeValue::N(Timestamp::now().unix_seconds().to_string());
+        put(&self.table, item, &format!("attribute_not_exists(#pk) OR {TTL_ATTRIBUTE} < :now"), &[(":now", now)])
+    }
+
+    /// Runs the writes as one transaction. Its request token makes the SDK's own retries of it
+    /// idempotent: a retry after a lost response is answered as the first try was.
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let token = uuid::Uuid::now_v7().simple().to_string();
+        let kinds: Vec<WriteKind> = writes.iter().map(Write::kind).collect();
+        let items = writes.into_iter().map(Write::into_item).collect();
+        let result =
+            self.client.transact_write_items().set_transact_items(Some(items)).client_request_token(token).send().await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let reasons = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e.cancellation_reasons().to_vec(),
+            _ => return Err(classify(err)),
+        };
+        Err(cancelled(&kinds, &reasons))
+    }
     /// Strongly consistent: an attempt just recorded is always found.
-    pub async fn get(
-        &self,
-        org: &OrganizationId,
-        id: &AttemptId,
-    ) -> Result<Option<Attempt>, StoreError> {
+    pub async fn get(&self, org: &OrganizationId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -103,20 +223,10 @@ impl AttemptStore {
     pub async fn list(&self, org: &OrganizationId, query: &ListQuery) -> Result<Page, StoreError> {
         // Table rows sort by `ATT#<id>`, index rows by `<id>`.
         let (index, pk_name, pk_value, sk_name, sk_prefix) = match &query.session_id {
-            Some(session) => (
-                Some(SESSION_INDEX),
-                SESSION_PARTITION_KEY,
-                session_key(org, session),
-                SESSION_SORT_KEY,
-                "",
-            ),
-            None => (
-                None,
-                PARTITION_KEY,
-                org_key(org),
-                SORT_KEY,
-                ATTEMPT_SK_PREFIX,
-            ),
+            Some(session) => {
+                (Some(SESSION_INDEX), SESSION_PARTITION_KEY, session_key(org, session), SESSION_SORT_KEY, "")
+            }
+            None => (None, PARTITION_KEY, org_key(org), SORT_KEY, ATTEMPT_SK_PREFIX),
         };
         let sk = |id: &str| format!("{sk_prefix}{id}");
         // BETWEEN is inclusive, so the cursor's own row may come back: it is skipped below.
@@ -181,10 +291,101 @@ fn attempt_sk(id: &AttemptId) -> String {
     format!("{ATTEMPT_SK_PREFIX}{id}")
 }
 
+fn key_sk(key: &str) -> String {
+    format!("IDEM#{key}")
+}
+
+fn guard_sk(hash: &str) -> String {
+    format!("HASH#{hash}")
+}
+
+/// A pending or succeeded attempt holds its request hash; failed and released ones let go.
+fn holds_guard(status: Status) -> bool {
+    matches!(status, Status::Pending | Status::Succeeded)
+}
+
+fn put(table: &str, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> Result<Put, StoreError> {
+    let mut put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    for (name, attribute) in [("#pk", PARTITION_KEY), ("#version", "version")] {
+        if condition.contains(name) {
+            put = put.expression_attribute_names(name, attribute);
+        }
+    }
+    for (name, value) in values {
+        put = put.expression_attribute_values(*name, value.clone());
+    }
+    put.build().map_err(|e| StoreError::Other(e.to_string()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Attempt,
+    Guard,
+    Key,
+}
+
+/// One write of a transaction, named for what its failure means.
+enum Write {
+    Attempt(Put),
+    Guard(Put),
+    ReleaseGuard(Delete),
+    Key(Put),
+}
+
+impl Write {
+    fn kind(&self) -> WriteKind {
+        match self {
+            Write::Attempt(_) => WriteKind::Attempt,
+            Write::Guard(_) | Write::ReleaseGuard(_) => WriteKind::Guard,
+            Write::Key(_) => WriteKind::Key,
+        }
+    }
+
+    fn into_item(self) -> TransactWriteItem {
+        match self {
+            Write::Attempt(p) | Write::Guard(p) | Write::Key(p) => TransactWriteItem::builder().put(p).build(),
+            Write::ReleaseGuard(d) => TransactWriteItem::builder().delete(d).build(),
+        }
+    }
+}
+
+/// Why a transaction was cancelled, from the reason DynamoDB gives for each of its writes.
+fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError {
+    let mut contention = false;
+    for (kind, reason) in kinds.iter().zip(reasons) {
+        match (kind, reason.code().unwrap_or("None")) {
+            (_, "None") => {}
+            (WriteKind::Attempt, "ConditionalCheckFailed") => return StoreError::VersionConflict,
+            (WriteKind::Guard, "ConditionalCheckFailed") => {
+                let holder = reason.item().and_then(|item| opt_s(item, "attempt_id")).and_then(AttemptId::parse);
+                return match holder {
+                    Some(id) => StoreError::DuplicateRequest(id),
+                    None => StoreError::Corrupt("replay guard without attempt_id".to_owned()),
+                };
+            }
+            (WriteKind::Key, "ConditionalCheckFailed") => return StoreError::IdempotencyKeyTaken,
+            (WriteKind::Key, "TransactionConflict") => return StoreError::IdempotencyKeyInUse,
+            (_, "TransactionConflict") => contention = true,
+            (_, "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded") => {
+                return StoreError::Unavailable(format!("transaction throttled on {kind:?}"))
+            }
+            (_, code) => return StoreError::Other(format!("transaction cancelled on {kind:?}: {code}")),
+        }
+    }
+    if contention {
+        // Another transaction held one of the items; the caller re-reads and decides.
+        StoreError::VersionConflict
+    } else {
+        StoreError::Other("transaction cancelled without a reason".to_owned())
+    }
+}
+
 /// Maps an SDK failure to what the caller can do about it.
-fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
-    err: SdkError<E, HttpResponse>,
-) -> StoreError {
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<E, HttpResponse>) -> StoreError {
     const RETRYABLE: [&str; 6] = [
         "ThrottlingException",
         "ProvisionedThroughputExceededException",
@@ -219,27 +420,19 @@ fn put_opt(item: &mut HashMap<String, AttributeValue>, name: &str, value: Option
     }
 }
 
-fn note_map(
-    changed_at: &Timestamp,
-    reason: &Option<String>,
-    message: &Option<String>,
-    source: &Option<String>,
-) -> HashMap<String, AttributeValue> {
-    let mut m = HashMap::from([("changed_at".to_owned(), s(changed_at.to_string()))]);
-    put_opt(&mut m, "reason", reason.as_deref());
-    put_opt(&mut m, "message", message.as_deref());
-    put_opt(&mut m, "source", source.as_deref());
+fn details_map(d: &StatusDetails) -> HashMap<String, AttributeValue> {
+    let mut m = HashMap::from([("changed_at".to_owned(), s(d.changed_at.to_string()))]);
+    put_opt(&mut m, "reason", d.reason.as_deref());
+    put_opt(&mut m, "message", d.message.as_deref());
+    put_opt(&mut m, "source", d.source.as_deref());
+    put_opt(&mut m, "code", d.code.as_deref());
     m
 }
 
 fn change_item(c: &StatusChange) -> AttributeValue {
-    let mut m = note_map(&c.changed_at, &c.reason, &c.message, &c.source);
+    let mut m = details_map(&c.details());
     m.insert("status".to_owned(), s(c.status.as_str()));
-    put_opt(
-        &mut m,
-        "previous_status",
-        c.previous_status.map(|p| p.as_str()),
-    );
+    put_opt(&mut m, "previous_status", c.previous_status.map(|p| p.as_str()));
     AttributeValue::M(m)
 }
 
@@ -252,47 +445,24 @@ fn to_item(a: &Attempt) -> HashMap<String, AttributeValue> {
         ("capability".to_owned(), s(&a.capability)),
         ("operation".to_owned(), s(&a.operation)),
         // A DynamoDB number holds the exact decimal text.
-        (
-            "amount_usd".to_owned(),
-            AttributeValue::N(a.amount_usd.to_string()),
-        ),
+        ("amount_usd".to_owned(), AttributeValue::N(a.amount_usd.to_string())),
         ("currency".to_owned(), s(a.currency.as_str())),
         ("target_url".to_owned(), s(&a.target_url)),
         ("status".to_owned(), s(a.status.as_str())),
-        (
-            "status_details".to_owned(),
-            AttributeValue::M(note_map(
-                &a.status_details.changed_at,
-                &a.status_details.reason,
-                &a.status_details.message,
-                &a.status_details.source,
-            )),
-        ),
+        ("status_details".to_owned(), AttributeValue::M(details_map(&a.status_details))),
         // Kept as JSON text so that the caller's numbers keep every digit.
         ("receipt".to_owned(), s(a.receipt.get())),
-        (
-            "metadata".to_owned(),
-            AttributeValue::M(a.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
-        ),
-        (
-            "status_history".to_owned(),
-            AttributeValue::L(a.status_history.iter().map(change_item).collect()),
-        ),
+        ("metadata".to_owned(), AttributeValue::M(a.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect())),
+        ("status_history".to_owned(), AttributeValue::L(a.status_history.iter().map(change_item).collect())),
         ("created_at".to_owned(), s(a.created_at.to_string())),
         ("updated_at".to_owned(), s(a.updated_at.to_string())),
+        ("version".to_owned(), AttributeValue::N(a.version.to_string())),
     ]);
     if let Some(session) = &a.session_id {
-        item.insert(
-            SESSION_PARTITION_KEY.to_owned(),
-            s(session_key(&a.organization_id, session)),
-        );
+        item.insert(SESSION_PARTITION_KEY.to_owned(), s(session_key(&a.organization_id, session)));
         item.insert("session_id".to_owned(), s(session.as_str()));
     }
-    put_opt(
-        &mut item,
-        "payment_account_id",
-        a.payment_account_id.as_ref().map(|p| p.as_str()),
-    );
+    put_opt(&mut item, "payment_account_id", a.payment_account_id.as_ref().map(|p| p.as_str()));
     put_opt(&mut item, "rail", a.rail.as_deref());
     put_opt(&mut item, "request_hash", a.request_hash.as_deref());
     put_opt(&mut item, "error_message", a.error_message.as_deref());
@@ -310,59 +480,49 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
 }
 
 fn opt_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-fn parse_with<T>(
-    item: &Item,
-    name: &str,
-    parse: impl FnOnce(&str) -> Option<T>,
-) -> Result<T, StoreError> {
+fn parse_with<T>(item: &Item, name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, StoreError> {
     parse(get_s(item, name)?).ok_or_else(|| corrupt(name))
 }
 
-fn opt_parse<T>(
-    item: &Item,
-    name: &str,
-    parse: impl FnOnce(&str) -> Option<T>,
-) -> Result<Option<T>, StoreError> {
-    opt_s(item, name)
-        .map(|v| parse(v).ok_or_else(|| corrupt(name)))
-        .transpose()
+fn opt_parse<T>(item: &Item, name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, StoreError> {
+    opt_s(item, name).map(|v| parse(v).ok_or_else(|| corrupt(name))).transpose()
 }
 
 fn opt_string(item: &Item, name: &str) -> Option<String> {
     opt_s(item, name).map(str::to_owned)
 }
 
-fn change_from(item: &Item) -> Result<StatusChange, StoreError> {
-    Ok(StatusChange {
-        status: parse_with(item, "status", Status::parse)?,
-        previous_status: opt_parse(item, "previous_status", Status::parse)?,
+fn details_from(item: &Item) -> Result<StatusDetails, StoreError> {
+    Ok(StatusDetails {
         changed_at: parse_with(item, "changed_at", Timestamp::parse_rfc3339)?,
         reason: opt_string(item, "reason"),
         message: opt_string(item, "message"),
         source: opt_string(item, "source"),
+        code: opt_string(item, "code"),
+    })
+}
+
+fn change_from(item: &Item) -> Result<StatusChange, StoreError> {
+    let StatusDetails { changed_at, reason, message, source, code } = details_from(item)?;
+    Ok(StatusChange {
+        status: parse_with(item, "status", Status::parse)?,
+        previous_status: opt_parse(item, "previous_status", Status::parse)?,
+        changed_at,
+        reason,
+        message,
+        source,
+        code,
     })
 }
 
 fn from_item(item: &Item) -> Result<Attempt, StoreError> {
-    let details = item
-        .get("status_details")
-        .and_then(|v| v.as_m().ok())
-        .ok_or_else(|| corrupt("status_details"))?;
-    let history = item
-        .get("status_history")
-        .and_then(|v| v.as_l().ok())
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let details = item.get("status_details").and_then(|v| v.as_m().ok()).ok_or_else(|| corrupt("status_details"))?;
+    let history = item.get("status_history").and_then(|v| v.as_l().ok()).map(Vec::as_slice).unwrap_or_default();
     let metadata = item.get("metadata").and_then(|v| v.as_m().ok());
-    let amount = item
-        .get("amount_usd")
-        .and_then(|v| v.as_n().ok())
-        .ok_or_else(|| corrupt("amount_usd"))?;
+    let amount = item.get("amount_usd").and_then(|v| v.as_n().ok()).ok_or_else(|| corrupt("amount_usd"))?;
     Ok(Attempt {
         id: parse_with(item, "id", AttemptId::parse)?,
         organization_id: parse_with(item, "organization_id", OrganizationId::parse)?,
@@ -376,38 +536,26 @@ fn from_item(item: &Item) -> Result<Attempt, StoreError> {
         target_url: get_s(item, "target_url")?.to_owned(),
         request_hash: opt_string(item, "request_hash"),
         status: parse_with(item, "status", Status::parse)?,
-        status_details: StatusDetails {
-            changed_at: parse_with(details, "changed_at", Timestamp::parse_rfc3339)?,
-            reason: opt_string(details, "reason"),
-            message: opt_string(details, "message"),
-            source: opt_string(details, "source"),
-        },
+        status_details: details_from(details)?,
         error_message: opt_string(item, "error_message"),
-        receipt: RawValue::from_string(get_s(item, "receipt")?.to_owned())
-            .map_err(|_| corrupt("receipt"))?,
+        receipt: RawValue::from_string(get_s(item, "receipt")?.to_owned()).map_err(|_| corrupt("receipt"))?,
         metadata: metadata
             .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        Ok((
-                            k.clone(),
-                            v.as_s().map_err(|_| corrupt("metadata"))?.clone(),
-                        ))
-                    })
-                    .collect()
+                m.iter().map(|(k, v)| Ok((k.clone(), v.as_s().map_err(|_| corrupt("metadata"))?.clone()))).collect()
             })
             .transpose()?
             .unwrap_or_else(BTreeMap::new),
         status_history: history
             .iter()
-            .map(|c| {
-                c.as_m()
-                    .map_err(|_| corrupt("status_history"))
-                    .and_then(change_from)
-            })
+            .map(|c| c.as_m().map_err(|_| corrupt("status_history")).and_then(change_from))
             .collect::<Result<_, _>>()?,
         created_at: parse_with(item, "created_at", Timestamp::parse_rfc3339)?,
         updated_at: parse_with(item, "updated_at", Timestamp::parse_rfc3339)?,
+        version: item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| corrupt("version"))?,
     })
 }
 
@@ -427,16 +575,11 @@ mod tests {
             "receipt": {"tx": "0xabc", "n": 1}, "metadata": {"k": "v"}
         });
         let org = OrganizationId::parse("org_acme").unwrap();
-        let a = NewAttempt::from_json(body.to_string().as_bytes())
-            .unwrap()
-            .into_attempt(org, Timestamp::now());
+        let a = NewAttempt::from_json(body.to_string().as_bytes()).unwrap().into_attempt(org, Timestamp::now());
         let item = to_item(&a);
         assert_eq!(item["pk"].as_s().unwrap(), "ORG#org_acme");
         assert_eq!(item["sk"].as_s().unwrap(), &format!("ATT#{}", a.id));
-        assert_eq!(
-            item["session_pk"].as_s().unwrap(),
-            "ORG#org_acme#SES#session_s1"
-        );
+        assert_eq!(item["session_pk"].as_s().unwrap(), "ORG#org_acme#SES#session_s1");
         assert_eq!(item["amount_usd"].as_n().unwrap(), "1000000.000001");
         let back = from_item(&item).unwrap();
         let json = |a: &Attempt| serde_json::to_string(&a.view(crate::View::Full)).unwrap();
@@ -447,9 +590,7 @@ mod tests {
     fn attempts_without_session_stay_out_of_the_session_index() {
         let body = serde_json::json!({"capability": "c", "operation": "o", "amount_usd": 1, "target_url": "https://x.example/"});
         let org = OrganizationId::parse("org_acme").unwrap();
-        let a = NewAttempt::from_json(body.to_string().as_bytes())
-            .unwrap()
-            .into_attempt(org, Timestamp::now());
+        let a = NewAttempt::from_json(body.to_string().as_bytes()).unwrap().into_attempt(org, Timestamp::now());
         assert!(!to_item(&a).contains_key(SESSION_PARTITION_KEY));
     }
 
@@ -457,45 +598,27 @@ mod tests {
         use super::*;
         use aws_sdk_dynamodb::error::ErrorMetadata;
         use aws_sdk_dynamodb::operation::get_item::GetItemError;
-        use aws_sdk_dynamodb::types::error::{
-            ProvisionedThroughputExceededException, ResourceNotFoundException,
-        };
+        use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, ResourceNotFoundException};
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
         fn throttled() -> GetItemError {
-            let meta = ErrorMetadata::builder()
-                .code("ProvisionedThroughputExceededException")
-                .message("slow down")
-                .build();
+            let meta =
+                ErrorMetadata::builder().code("ProvisionedThroughputExceededException").message("slow down").build();
             GetItemError::ProvisionedThroughputExceededException(
-                ProvisionedThroughputExceededException::builder()
-                    .message("slow down")
-                    .meta(meta)
-                    .build(),
+                ProvisionedThroughputExceededException::builder().message("slow down").meta(meta).build(),
             )
         }
 
         async fn get(store: &AttemptStore) -> Result<Option<Attempt>, StoreError> {
             let org = OrganizationId::parse("org_acme").unwrap();
-            store
-                .get(
-                    &org,
-                    &AttemptId::parse(&format!("payatt_{}", "0".repeat(32))).unwrap(),
-                )
-                .await
+            store.get(&org, &AttemptId::parse(&format!("payatt_{}", "0".repeat(32))).unwrap()).await
         }
 
         #[tokio::test]
         async fn throttling_that_outlasts_the_retries_is_unavailable() {
-            let rule = mock!(Client::get_item)
-                .sequence()
-                .error(throttled)
-                .times(3)
-                .build();
+            let rule = mock!(Client::get_item).sequence().error(throttled).times(3).build();
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule], |c| c
-                .retry_config(
-                    aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)
-                ));
+                .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)));
             let store = AttemptStore::new(client, "t");
             assert!(matches!(get(&store).await, Err(StoreError::Unavailable(_))));
             assert_eq!(rule.num_calls(), 3, "the SDK retried before giving up");
@@ -509,27 +632,16 @@ mod tests {
                 .output(|| aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().build())
                 .build();
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule], |c| c
-                .retry_config(
-                    aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)
-                ));
-            assert!(matches!(
-                get(&AttemptStore::new(client, "t")).await,
-                Ok(None)
-            ));
+                .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)));
+            assert!(matches!(get(&AttemptStore::new(client, "t")).await, Ok(None)));
         }
 
         #[tokio::test]
         async fn a_missing_table_is_not_a_retryable_outage() {
-            let rule = mock!(Client::get_item).then_error(|| {
-                GetItemError::ResourceNotFoundException(
-                    ResourceNotFoundException::builder().build(),
-                )
-            });
+            let rule = mock!(Client::get_item)
+                .then_error(|| GetItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build()));
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule]);
-            assert!(matches!(
-                get(&AttemptStore::new(client, "t")).await,
-                Err(StoreError::Other(_))
-            ));
+            assert!(matches!(get(&AttemptStore::new(client, "t")).await, Err(StoreError::Other(_))));
         }
     }
 }

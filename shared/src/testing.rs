@@ -16,11 +16,10 @@ pub fn unreachable_store() -> AttemptStore {
 
 /// `req` as API Gateway passes it after its JWT authorizer accepted a token with `org_id: org`.
 pub fn with_org(req: Request, org: &str) -> Request {
-    let context: Result<ApiGatewayV2httpRequestContext, _> =
-        serde_json::from_value(serde_json::json!({
-            "requestId": "req-unit", "http": {"method": "GET"},
-            "authorizer": {"jwt": {"claims": {"org_id": org}, "scopes": null}}
-        }));
+    let context: Result<ApiGatewayV2httpRequestContext, _> = serde_json::from_value(serde_json::json!({
+        "requestId": "req-unit", "http": {"method": "GET"},
+        "authorizer": {"jwt": {"claims": {"org_id": org}, "scopes": null}}
+    }));
     match context {
         Ok(context) => req.with_request_context(RequestContext::ApiGatewayV2(context)),
         Err(e) => panic!("request context: {e}"),

@@ -32,18 +32,13 @@ impl From<OffsetDateTime> for Timestamp {
     fn from(at: OffsetDateTime) -> Self {
         let at = at.to_offset(UtcOffset::UTC);
         let millis = at.millisecond();
-        Timestamp(
-            at.replace_nanosecond(u32::from(millis) * 1_000_000)
-                .unwrap_or(at),
-        )
+        Timestamp(at.replace_nanosecond(u32::from(millis) * 1_000_000).unwrap_or(at))
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let format = format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
+        let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
         match self.0.format(&format) {
             Ok(text) => f.write_str(&text),
             Err(_) => Err(fmt::Error),

@@ -17,42 +17,22 @@ pub struct InvalidRequest {
 
 impl InvalidRequest {
     pub fn missing(param: &str) -> Self {
-        Self::with(
-            "parameter_missing",
-            param,
-            format!("Missing required param: {param}."),
-        )
+        Self::with("parameter_missing", param, format!("Missing required param: {param}."))
     }
     pub fn invalid(param: &str, message: impl Into<String>) -> Self {
         Self::with("parameter_invalid", param, message.into())
     }
     pub fn unknown(param: &str) -> Self {
-        Self::with(
-            "parameter_unknown",
-            param,
-            format!("Received unknown parameter: {param}."),
-        )
+        Self::with("parameter_unknown", param, format!("Received unknown parameter: {param}."))
     }
     pub fn duplicate(param: &str) -> Self {
-        Self::with(
-            "parameter_duplicate",
-            param,
-            format!("Received parameter {param} more than once."),
-        )
+        Self::with("parameter_duplicate", param, format!("Received parameter {param} more than once."))
     }
     pub fn body(message: impl Into<String>) -> Self {
-        InvalidRequest {
-            code: "body_invalid",
-            param: None,
-            message: message.into(),
-        }
+        InvalidRequest { code: "body_invalid", param: None, message: message.into() }
     }
     fn with(code: &'static str, param: &str, message: String) -> Self {
-        InvalidRequest {
-            code,
-            param: Some(param.to_owned()),
-            message,
-        }
+        InvalidRequest { code, param: Some(param.to_owned()), message }
     }
 }
 
@@ -69,9 +49,7 @@ impl JsonFields {
         }
         let trimmed = body.iter().find(|b| !b.is_ascii_whitespace());
         if trimmed != Some(&b'{') {
-            return Err(InvalidRequest::body(
-                "The request body must be a JSON object.",
-            ));
+            return Err(InvalidRequest::body("The request body must be a JSON object."));
         }
         let mut de = serde_json::Deserializer::from_slice(body);
         let fields = de
@@ -131,9 +109,8 @@ pub fn is_null(raw: &RawValue) -> bool {
 
 /// A JSON string of 1..=`max` characters.
 pub fn string(raw: &RawValue, param: &str, max: usize) -> Result<String> {
-    let text: String = serde_json::from_str(raw.get()).map_err(|_| {
-        InvalidRequest::invalid(param, format!("Invalid {param}: must be a string."))
-    })?;
+    let text: String = serde_json::from_str(raw.get())
+        .map_err(|_| InvalidRequest::invalid(param, format!("Invalid {param}: must be a string.")))?;
     let len = text.chars().count();
     if len == 0 || len > max {
         return Err(InvalidRequest::invalid(
@@ -142,20 +119,13 @@ pub fn string(raw: &RawValue, param: &str, max: usize) -> Result<String> {
         ));
     }
     if text.chars().any(char::is_control) {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must not contain control characters."),
-        ));
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: must not contain control characters.")));
     }
     Ok(text)
 }
 
 /// A string field that may be absent or null.
-pub fn optional_string(
-    raw: Option<Box<RawValue>>,
-    param: &str,
-    max: usize,
-) -> Result<Option<String>> {
+pub fn optional_string(raw: Option<Box<RawValue>>, param: &str, max: usize) -> Result<Option<String>> {
     match raw {
         None => Ok(None),
         Some(raw) if is_null(&raw) => Ok(None),
@@ -164,32 +134,17 @@ pub fn optional_string(
 }
 
 /// A required string whose characters all pass `allowed`, with `what` telling the rule.
-pub fn token(
-    raw: &RawValue,
-    param: &str,
-    max: usize,
-    allowed: fn(u8) -> bool,
-    what: &str,
-) -> Result<String> {
+pub fn token(raw: &RawValue, param: &str, max: usize, allowed: fn(u8) -> bool, what: &str) -> Result<String> {
     let text = string(raw, param, max)?;
     if !text.bytes().all(allowed) {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: {what}."),
-        ));
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: {what}.")));
     }
     Ok(text)
 }
 
 /// A capability or operation name, such as `paid_search` or `search.query`.
 pub fn capability(raw: &RawValue, param: &str) -> Result<String> {
-    token(
-        raw,
-        param,
-        128,
-        capability_char,
-        "use letters, digits and `_ . : / -`",
-    )
+    token(raw, param, 128, capability_char, "use letters, digits and `_ . : / -`")
 }
 
 pub fn capability_char(b: u8) -> bool {
@@ -203,17 +158,11 @@ pub fn rail_char(b: u8) -> bool {
 /// `sha256:` followed by 64 lowercase hex digits.
 pub fn request_hash(raw: &RawValue, param: &str) -> Result<String> {
     let text = string(raw, param, 71).map_err(|_| {
-        InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must be `sha256:` and 64 lowercase hex digits."),
-        )
+        InvalidRequest::invalid(param, format!("Invalid {param}: must be `sha256:` and 64 lowercase hex digits."))
     })?;
-    let ok = text.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
+    let ok = text
+        .strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     if !ok {
         return Err(InvalidRequest::invalid(
             param,
@@ -227,12 +176,7 @@ pub fn request_hash(raw: &RawValue, param: &str) -> Result<String> {
 /// trail).
 pub fn target_url(raw: &RawValue, param: &str) -> Result<String> {
     let text = string(raw, param, 2048)?;
-    let invalid = || {
-        InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must be an absolute http or https URL."),
-        )
-    };
+    let invalid = || InvalidRequest::invalid(param, format!("Invalid {param}: must be an absolute http or https URL."));
     let uri: http::Uri = text.parse().map_err(|_| invalid())?;
     let scheme_ok = matches!(uri.scheme_str(), Some("https") | Some("http"));
     let authority = uri.authority().ok_or_else(invalid)?;
@@ -240,10 +184,7 @@ pub fn target_url(raw: &RawValue, param: &str) -> Result<String> {
         return Err(invalid());
     }
     if authority.as_str().contains('@') {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must not contain credentials."),
-        ));
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: must not contain credentials.")));
     }
     Ok(text)
 }
@@ -253,12 +194,7 @@ pub fn metadata(raw: Option<Box<RawValue>>, param: &str) -> Result<BTreeMap<Stri
     let Some(raw) = raw.filter(|r| !is_null(r)) else {
         return Ok(BTreeMap::new());
     };
-    let not_object = || {
-        InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must be an object of strings."),
-        )
-    };
+    let not_object = || InvalidRequest::invalid(param, format!("Invalid {param}: must be an object of strings."));
     if !raw.get().trim_start().starts_with('{') {
         return Err(not_object());
     }
@@ -267,10 +203,7 @@ pub fn metadata(raw: Option<Box<RawValue>>, param: &str) -> Result<BTreeMap<Stri
         None => not_object(),
     })?;
     if fields.0.len() > 50 {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: at most 50 keys."),
-        ));
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: at most 50 keys.")));
     }
     let mut map = BTreeMap::new();
     for (key, value) in fields.0 {
@@ -281,17 +214,10 @@ pub fn metadata(raw: Option<Box<RawValue>>, param: &str) -> Result<BTreeMap<Stri
                 format!("Invalid {param} key: must be 1 to 40 characters, without `[` or `]`."),
             ));
         }
-        let value: String = serde_json::from_str(value.get()).map_err(|_| {
-            InvalidRequest::invalid(
-                &key_param,
-                format!("Invalid {key_param}: must be a string."),
-            )
-        })?;
+        let value: String = serde_json::from_str(value.get())
+            .map_err(|_| InvalidRequest::invalid(&key_param, format!("Invalid {key_param}: must be a string.")))?;
         if value.chars().count() > 500 {
-            return Err(InvalidRequest::invalid(
-                &key_param,
-                format!("Invalid {key_param}: at most 500 characters."),
-            ));
+            return Err(InvalidRequest::invalid(&key_param, format!("Invalid {key_param}: at most 500 characters.")));
         }
         map.insert(key, value);
     }
@@ -311,26 +237,16 @@ pub fn receipt(raw: Option<Box<RawValue>>, param: &str) -> Result<Box<RawValue>>
         Some(r) => r.get(),
     };
     if !text.trim_start().starts_with('{') {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must be a JSON object."),
-        ));
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: must be a JSON object.")));
     }
     let minified = minify(text, MAX_RECEIPT_DEPTH).ok_or_else(|| {
-        InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: nested deeper than {MAX_RECEIPT_DEPTH} levels."),
-        )
+        InvalidRequest::invalid(param, format!("Invalid {param}: nested deeper than {MAX_RECEIPT_DEPTH} levels."))
     })?;
     if minified.len() > MAX_RECEIPT_BYTES {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: larger than {MAX_RECEIPT_BYTES} bytes."),
-        ));
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: larger than {MAX_RECEIPT_BYTES} bytes.")));
     }
-    RawValue::from_string(minified).map_err(|_| {
-        InvalidRequest::invalid(param, format!("Invalid {param}: must be a JSON object."))
-    })
+    RawValue::from_string(minified)
+        .map_err(|_| InvalidRequest::invalid(param, format!("Invalid {param}: must be a JSON object.")))
 }
 
 /// Drops insignificant whitespace from valid JSON; `None` when nested deeper than `max_depth`.
@@ -377,23 +293,9 @@ mod tests {
     fn fields_keep_exact_number_text_and_refuse_duplicates() {
         let mut f = JsonFields::parse(br#"{"a": 0.1400000000000000000001, "b": "x"}"#).unwrap();
         assert_eq!(f.take("a").unwrap().get(), "0.1400000000000000000001");
-        assert_eq!(
-            f.reject_unknown(None).unwrap_err().param.as_deref(),
-            Some("b")
-        );
-        assert_eq!(
-            JsonFields::parse(br#"{"a":1,"a":2}"#).err().unwrap().code,
-            "parameter_duplicate"
-        );
-        for bad in [
-            &b"[1]"[..],
-            b"",
-            b"null",
-            b"{",
-            b"{} {}",
-            b"\xff{}",
-            b"\"{}\"",
-        ] {
+        assert_eq!(f.reject_unknown(None).unwrap_err().param.as_deref(), Some("b"));
+        assert_eq!(JsonFields::parse(br#"{"a":1,"a":2}"#).err().unwrap().code, "parameter_duplicate");
+        for bad in [&b"[1]"[..], b"", b"null", b"{", b"{} {}", b"\xff{}", b"\"{}\""] {
             let err = JsonFields::parse(bad).err().unwrap();
             assert_eq!((err.code, err.param), ("body_invalid", None), "{bad:?}");
         }
@@ -402,19 +304,8 @@ mod tests {
     #[test]
     fn strings_have_bounds() {
         assert_eq!(string(&raw("\"ok\""), "p", 10).unwrap(), "ok");
-        for bad in [
-            "\"\"",
-            "1",
-            "null",
-            "{}",
-            "\"12345678901\"",
-            "\"a\\u0000b\"",
-        ] {
-            assert_eq!(
-                string(&raw(bad), "p", 10).unwrap_err().param.as_deref(),
-                Some("p"),
-                "{bad}"
-            );
+        for bad in ["\"\"", "1", "null", "{}", "\"12345678901\"", "\"a\\u0000b\""] {
+            assert_eq!(string(&raw(bad), "p", 10).unwrap_err().param.as_deref(), Some("p"), "{bad}");
         }
         assert_eq!(optional_string(Some(raw("null")), "p", 3).unwrap(), None);
         assert_eq!(optional_string(None, "p", 3).unwrap(), None);
@@ -422,30 +313,9 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert!(token(
-            &raw("\"paid_search\""),
-            "capability",
-            128,
-            capability_char,
-            "x"
-        )
-        .is_ok());
-        assert!(token(
-            &raw("\"search.query\""),
-            "operation",
-            128,
-            capability_char,
-            "x"
-        )
-        .is_ok());
-        assert!(token(
-            &raw("\"paid search\""),
-            "capability",
-            128,
-            capability_char,
-            "x"
-        )
-        .is_err());
+        assert!(token(&raw("\"paid_search\""), "capability", 128, capability_char, "x").is_ok());
+        assert!(token(&raw("\"search.query\""), "operation", 128, capability_char, "x").is_ok());
+        assert!(token(&raw("\"paid search\""), "capability", 128, capability_char, "x").is_err());
         assert!(token(&raw("\"mpp_tempo\""), "rail", 64, rail_char, "x").is_ok());
         assert!(token(&raw("\"MPP\""), "rail", 64, rail_char, "x").is_err());
         assert!(token(&raw("\"mpp-tempo\""), "rail", 64, rail_char, "x").is_err());
@@ -468,14 +338,8 @@ mod tests {
 
     #[test]
     fn target_urls() {
-        for good in [
-            "https://api.example.com/v1/search",
-            "http://localhost:8080/x?q=1",
-        ] {
-            assert!(
-                target_url(&raw(&format!("\"{good}\"")), "target_url").is_ok(),
-                "{good}"
-            );
+        for good in ["https://api.example.com/v1/search", "http://localhost:8080/x?q=1"] {
+            assert!(target_url(&raw(&format!("\"{good}\"")), "target_url").is_ok(), "{good}");
         }
         for bad in [
             "/v1/search",
@@ -485,10 +349,7 @@ mod tests {
             "not a url",
             "mailto:a@b.c",
         ] {
-            assert!(
-                target_url(&raw(&format!("\"{bad}\"")), "target_url").is_err(),
-                "{bad}"
-            );
+            assert!(target_url(&raw(&format!("\"{bad}\"")), "target_url").is_err(), "{bad}");
         }
         let long = format!("\"https://example.com/{}\"", "a".repeat(2048));
         assert!(target_url(&raw(&long), "target_url").is_err());
@@ -500,45 +361,25 @@ mod tests {
         assert_eq!(m.get("order").map(String::as_str), Some("42"));
         assert!(metadata(None, "metadata").unwrap().is_empty());
         let param = |json: &str| metadata(Some(raw(json)), "metadata").unwrap_err().param;
-        assert_eq!(
-            param(r#"{"order": 42}"#).as_deref(),
-            Some("metadata[order]")
-        );
+        assert_eq!(param(r#"{"order": 42}"#).as_deref(), Some("metadata[order]"));
         assert_eq!(param(r#"["a"]"#).as_deref(), Some("metadata"));
-        assert_eq!(
-            param(r#"{"a":"1","a":"2"}"#).as_deref(),
-            Some("metadata[a]")
-        );
+        assert_eq!(param(r#"{"a":"1","a":"2"}"#).as_deref(), Some("metadata[a]"));
         let long_key = format!(r#"{{"{}": "x"}}"#, "k".repeat(41));
         assert!(param(&long_key).unwrap().starts_with("metadata[k"));
         let many: Vec<String> = (0..51).map(|i| format!("\"k{i}\":\"v\"")).collect();
-        assert_eq!(
-            param(&format!("{{{}}}", many.join(","))).as_deref(),
-            Some("metadata")
-        );
+        assert_eq!(param(&format!("{{{}}}", many.join(","))).as_deref(), Some("metadata"));
     }
 
     #[test]
     fn receipts_are_objects_minified_exactly() {
-        let r = receipt(
-            Some(raw(
-                r#"{ "tx": "a b", "n": 0.10000000000000000001, "l": [ 1, {"x": "\" }"} ] }"#,
-            )),
-            "receipt",
-        )
-        .unwrap();
-        assert_eq!(
-            r.get(),
-            r#"{"tx":"a b","n":0.10000000000000000001,"l":[1,{"x":"\" }"}]}"#
-        );
+        let r =
+            receipt(Some(raw(r#"{ "tx": "a b", "n": 0.10000000000000000001, "l": [ 1, {"x": "\" }"} ] }"#)), "receipt")
+                .unwrap();
+        assert_eq!(r.get(), r#"{"tx":"a b","n":0.10000000000000000001,"l":[1,{"x":"\" }"}]}"#);
         assert_eq!(receipt(None, "receipt").unwrap().get(), "{}");
         assert!(receipt(Some(raw("[1]")), "receipt").is_err());
         assert!(receipt(Some(raw("\"x\"")), "receipt").is_err());
-        let deep = format!(
-            "{}{}",
-            "{\"a\":".repeat(33),
-            "1".to_owned() + &"}".repeat(33)
-        );
+        let deep = format!("{}{}", "{\"a\":".repeat(33), "1".to_owned() + &"}".repeat(33));
         assert!(receipt(Some(raw(&deep)), "receipt").is_err());
         let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(MAX_RECEIPT_BYTES));
         assert!(receipt(Some(raw(&big)), "receipt").is_err());

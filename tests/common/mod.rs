@@ -27,12 +27,8 @@ pub fn template() -> Template {
 /// The engine shared by the tests of one binary; it dies with the test process.
 pub fn engine_endpoint() -> String {
     static ENGINE: OnceLock<Mutex<DynamoDbLocal>> = OnceLock::new();
-    let engine =
-        ENGINE.get_or_init(|| Mutex::new(DynamoDbLocal::start().expect("DynamoDB Local starts")));
-    engine
-        .lock()
-        .map(|e| e.endpoint())
-        .unwrap_or_else(|e| e.into_inner().endpoint())
+    let engine = ENGINE.get_or_init(|| Mutex::new(DynamoDbLocal::start().expect("DynamoDB Local starts")));
+    engine.lock().map(|e| e.endpoint()).unwrap_or_else(|e| e.into_inner().endpoint())
 }
 
 pub struct Service {
@@ -44,30 +40,16 @@ pub struct Service {
 
 /// A service on its own new table in `endpoint`'s engine.
 pub async fn service_on(endpoint: &str) -> Service {
+    // Handlers log as JSON lines; cargo shows them for failing tests only.
+    let _ = tracing_subscriber::fmt().json().with_test_writer().try_init();
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let table = format!(
-        "attempts-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    );
+    let table = format!("attempts-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
     let client = dynamodb_local::client(endpoint).await;
     let template = template();
-    template
-        .create_table(&client, &table)
-        .await
-        .expect("table created from template.yaml");
+    template.create_table(&client, &table).await.expect("table created from template.yaml");
     let store = AttemptStore::new(client.clone(), &table);
-    let api = LocalApi::new(
-        template.routes.clone(),
-        store.clone(),
-        Settings::new(&table),
-    );
-    Service {
-        api,
-        store,
-        client,
-        table,
-    }
+    let api = LocalApi::new(template.routes.clone(), store.clone(), Settings::new(&table));
+    Service { api, store, client, table }
 }
 
 pub async fn service() -> Service {
@@ -90,22 +72,13 @@ impl Reply {
     pub fn error(&self) -> (String, Option<String>) {
         let body = self.json();
         let error = &body["error"];
-        assert!(
-            error["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "error without message: {body}"
-        );
-        (
-            error["code"].as_str().unwrap_or_default().to_owned(),
-            error["param"].as_str().map(str::to_owned),
-        )
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {body}");
+        (error["code"].as_str().unwrap_or_default().to_owned(), error["param"].as_str().map(str::to_owned))
     }
 }
 
 pub fn bearer(org: &str) -> String {
-    format!(
-        "Bearer {}",
-        token::unsigned(&json!({ "org_id": org, "sub": "user_1" }))
-    )
+    format!("Bearer {}", token::unsigned(&json!({ "org_id": org, "sub": "user_1" })))
 }
 
 impl Service {
@@ -136,10 +109,7 @@ impl Service {
         };
         let response = self.api.call(&request).await;
         let (parts, body) = response.into_parts();
-        let bytes: Bytes = http_body_util::BodyExt::collect(body)
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
+        let bytes: Bytes = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();
         Reply {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -148,19 +118,12 @@ impl Service {
     }
 
     pub async fn get(&self, org: &str, target: &str) -> Reply {
-        self.request("GET", target, Some(&bearer(org)), None, None)
-            .await
+        self.request("GET", target, Some(&bearer(org)), None, None).await
     }
 
     pub async fn post(&self, org: &str, target: &str, body: &Value) -> Reply {
-        self.request(
-            "POST",
-            target,
-            Some(&bearer(org)),
-            Some(body.to_string().as_bytes()),
-            Some("application/json"),
-        )
-        .await
+        self.request("POST", target, Some(&bearer(org)), Some(body.to_string().as_bytes()), Some("application/json"))
+            .await
     }
 
     /// Records an attempt and returns its JSON, asserting the 201.
@@ -172,13 +135,8 @@ impl Service {
 
     /// Every item in the table, for tests that check nothing was written (Scan: tests only).
     pub async fn item_count(&self) -> i32 {
-        let out = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .send()
-            .await;
+        let out =
+            self.client.scan().table_name(&self.table).select(aws_sdk_dynamodb::types::Select::Count).send().await;
         out.expect("scan").count
     }
 }

@@ -5,19 +5,11 @@ use payment_attempts::api::{self, ApiError};
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
-pub async fn handle(
-    store: &AttemptStore,
-    settings: &Settings,
-    req: Request,
-) -> Result<Response<Body>, Error> {
+pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
     Ok(api::serve(&req, list(store, settings, &req)).await)
 }
 
-async fn list(
-    store: &AttemptStore,
-    settings: &Settings,
-    req: &Request,
-) -> Result<Response<Body>, ApiError> {
+async fn list(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
     let org = api::organization(req, settings)?;
     let query = api::list_query(req)?;
     let page = store.list(&org, &query).await?;
@@ -35,9 +27,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_verified_organization_it_is_401_before_any_storage_call() {
         for req in [Request::default(), with_org(Request::default(), "acme")] {
-            let response = handle(&unreachable_store(), &Settings::new("unused"), req)
-                .await
-                .unwrap();
+            let response = handle(&unreachable_store(), &Settings::new("unused"), req).await.unwrap();
             assert_eq!(response.status(), 401);
             assert!(response.headers().contains_key("request-id"));
         }
@@ -47,9 +37,7 @@ mod tests {
     async fn bad_query_is_400_naming_the_parameter() {
         let query = HashMap::from([("limit".to_owned(), "0".to_owned())]);
         let req = with_org(Request::default(), "org_acme").with_query_string_parameters(query);
-        let response = handle(&unreachable_store(), &Settings::new("unused"), req)
-            .await
-            .unwrap();
+        let response = handle(&unreachable_store(), &Settings::new("unused"), req).await.unwrap();
         assert_eq!(response.status(), 400);
         assert_eq!(json(&response)["error"]["param"], "limit");
     }

@@ -6,26 +6,15 @@ use payment_attempts::api::{self, ApiError};
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
-pub async fn handle(
-    store: &AttemptStore,
-    settings: &Settings,
-    req: Request,
-) -> Result<Response<Body>, Error> {
+pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
     Ok(api::serve(&req, retrieve(store, settings, &req)).await)
 }
 
-async fn retrieve(
-    store: &AttemptStore,
-    settings: &Settings,
-    req: &Request,
-) -> Result<Response<Body>, ApiError> {
+async fn retrieve(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
     let org = api::organization(req, settings)?;
     let id = api::attempt_id(req)?;
     // Another organization's attempt is under another partition key: it reads as missing.
-    let attempt = store
-        .get(&org, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(id.as_str()))?;
+    let attempt = store.get(&org, &id).await?.ok_or_else(|| ApiError::not_found(id.as_str()))?;
     tracing::info!(organization_id = %org, attempt_id = %id, "retrieved payment attempt");
     Ok(api::attempt_response(StatusCode::OK, &attempt))
 }
@@ -40,9 +29,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_verified_organization_it_is_401_before_any_storage_call() {
         for req in [Request::default(), with_org(Request::default(), "acme")] {
-            let response = handle(&unreachable_store(), &Settings::new("unused"), req)
-                .await
-                .unwrap();
+            let response = handle(&unreachable_store(), &Settings::new("unused"), req).await.unwrap();
             assert_eq!(response.status(), 401);
             assert!(response.headers().contains_key("request-id"));
         }
@@ -52,9 +39,7 @@ mod tests {
     async fn malformed_id_is_400_naming_the_parameter() {
         let path = HashMap::from([("id".to_owned(), "payatt_XYZ".to_owned())]);
         let req = with_org(Request::default(), "org_acme").with_path_parameters(path);
-        let response = handle(&unreachable_store(), &Settings::new("unused"), req)
-            .await
-            .unwrap();
+        let response = handle(&unreachable_store(), &Settings::new("unused"), req).await.unwrap();
         assert_eq!(response.status(), 400);
         assert_eq!(json(&response)["error"]["param"], "id");
     }
