@@ -15,7 +15,8 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, CancellationReason, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::value::RawValue;
@@ -87,8 +88,14 @@ impl AttemptStore {
     /// never overwrites an attempt.
     pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
         let mut writes = vec![Write::Attempt(put(&self.table, to_item(attempt), "attribute_not_exists(#pk)", &[])?)];
-        if let Some(hash) = attempt.request_hash.as_deref().filter(|_| holds_guard(attempt.status)) {
-            writes.push(Write::Guard(self.put_guard(&attempt.organization_id, hash, &attempt.id)?));
+        if let Some(hash) = attempt.request_hash.as_deref() {
+            let org = &attempt.organization_id;
+            // A held hash refuses any new attempt; only a pending or succeeded one takes it.
+            writes.push(if holds_guard(attempt.status) {
+                Write::Guard(self.put_guard(org, hash, &attempt.id)?)
+            } else {
+                Write::GuardFree(self.guard_free(org, hash)?)
+            });
         }
         if let Some(key) = key {
             writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
@@ -157,6 +164,18 @@ impl AttemptStore {
             ("attempt_id".to_owned(), s(id.as_str())),
         ]);
         put(&self.table, item, "attribute_not_exists(#pk)", &[])
+    }
+
+    fn guard_free(&self, org: &OrganizationId, hash: &str) -> Result<ConditionCheck, StoreError> {
+        ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(org_key(org)))
+            .key(SORT_KEY, s(guard_sk(hash)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))
     }
 
     fn delete_guard(&self, org: &OrganizationId, hash: &str, id: &AttemptId) -> Result<Delete, StoreError> {
@@ -332,6 +351,7 @@ enum WriteKind {
 enum Write {
     Attempt(Put),
     Guard(Put),
+    GuardFree(ConditionCheck),
     ReleaseGuard(Delete),
     Key(Put),
 }
@@ -340,7 +360,7 @@ impl Write {
     fn kind(&self) -> WriteKind {
         match self {
             Write::Attempt(_) => WriteKind::Attempt,
-            Write::Guard(_) | Write::ReleaseGuard(_) => WriteKind::Guard,
+            Write::Guard(_) | Write::GuardFree(_) | Write::ReleaseGuard(_) => WriteKind::Guard,
             Write::Key(_) => WriteKind::Key,
         }
     }
@@ -348,6 +368,7 @@ impl Write {
     fn into_item(self) -> TransactWriteItem {
         match self {
             Write::Attempt(p) | Write::Guard(p) | Write::Key(p) => TransactWriteItem::builder().put(p).build(),
+            Write::GuardFree(c) => TransactWriteItem::builder().condition_check(c).build(),
             Write::ReleaseGuard(d) => TransactWriteItem::builder().delete(d).build(),
         }
     }

@@ -91,20 +91,22 @@ impl Service {
         body: Option<&[u8]>,
         content_type: Option<&str>,
     ) -> Reply {
+        let mut headers = Vec::new();
+        headers.extend(auth.map(|a| ("authorization", a)));
+        headers.extend(content_type.map(|c| ("content-type", c)));
+        self.request_with(method, target, &headers, body.unwrap_or_default()).await
+    }
+
+    pub async fn request_with(&self, method: &str, target: &str, extra_headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let mut headers = vec![("user-agent".to_owned(), "payment-attempts-tests".to_owned())];
-        if let Some(auth) = auth {
-            headers.push(("authorization".to_owned(), auth.to_owned()));
-        }
-        if let Some(content_type) = content_type {
-            headers.push(("content-type".to_owned(), content_type.to_owned()));
-        }
+        headers.extend(extra_headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let request = GatewayRequest {
             method: method.to_owned(),
             path: path.to_owned(),
             query: query.to_owned(),
             headers,
-            body: body.unwrap_or_default().to_vec(),
+            body: body.to_vec(),
             source_ip: "127.0.0.1".to_owned(),
         };
         let response = self.api.call(&request).await;
@@ -115,6 +117,14 @@ impl Service {
             headers: parts.headers,
             text: String::from_utf8_lossy(&bytes).into_owned(),
         }
+    }
+
+    /// A JSON POST with an `Idempotency-Key`.
+    pub async fn post_keyed(&self, org: &str, target: &str, body: &str, key: &str) -> Reply {
+        let auth = bearer(org);
+        let headers =
+            [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", key)];
+        self.request_with("POST", target, &headers, body.as_bytes()).await
     }
 
     pub async fn get(&self, org: &str, target: &str) -> Reply {
