@@ -20,6 +20,9 @@ use tokio::net::TcpListener;
 use crate::template::{match_path, Route};
 use crate::token;
 
+/// Local stand-in for a SigV4 signature on IAM-authorized routes: the caller's role ARN.
+pub const LOCAL_CALLER_ARN_HEADER: &str = "x-local-caller-arn";
+
 /// API Gateway's payload limit for HTTP APIs.
 const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
@@ -184,10 +187,19 @@ impl GatewayRequest {
             "stage": "$default",
             "timeEpoch": now.unix_timestamp() * 1000 + i64::from(now.millisecond()),
         });
-        // Locally the token's claims are taken as they are; API Gateway verifies the signature first.
-        let authorization = headers.get("authorization").and_then(Value::as_str);
-        if let Some(claims) = authorization.and_then(token::claims) {
-            context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+        if route.iam {
+            // Locally the caller's role is taken from a header; API Gateway checks the SigV4
+            // signature and reports the signer's ARN.
+            if let Some(arn) = headers.get(LOCAL_CALLER_ARN_HEADER).and_then(Value::as_str) {
+                let account = arn.split(':').nth(4).unwrap_or_default();
+                context["authorizer"] = json!({ "iam": { "userArn": arn, "accountId": account, "callerId": "LOCAL" } });
+            }
+        } else {
+            // Locally the token's claims are taken as they are; API Gateway verifies the signature first.
+            let authorization = headers.get("authorization").and_then(Value::as_str);
+            if let Some(claims) = authorization.and_then(token::claims) {
+                context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+            }
         }
         let mut event = json!({
             "version": "2.0",

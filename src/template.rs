@@ -27,6 +27,8 @@ pub struct Route {
     pub path: String,
     /// The cargo binary of the function (its `BuildProperties.Binary`).
     pub function: String,
+    /// `Auth.Authorizer: AWS_IAM`: callers sign with SigV4 instead of sending a JWT.
+    pub iam: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,7 @@ impl Template {
                                 method: str_at(&event["Properties"], "Method")?.to_ascii_uppercase(),
                                 path: str_at(&event["Properties"], "Path")?.to_owned(),
                                 function: function.to_owned(),
+                                iam: event["Properties"]["Auth"]["Authorizer"].as_str() == Some("AWS_IAM"),
                             });
                         }
                     }
@@ -189,9 +192,14 @@ mod tests {
             "GET /v1/payments/attempts list",
             "GET /v1/payments/attempts/{id} retrieve",
             "POST /v1/payments/attempts record-attempt",
+            "POST /v1/payments/attempts/{id} record-attempt",
+            "POST /internal/v1/payments/attempts record-attempt",
+            "POST /internal/v1/payments/attempts/{id} record-attempt",
         ] {
             assert!(routes.iter().any(|r| r == expected), "{expected} not in {routes:?}");
         }
         assert_eq!(t.ttl_attribute(), Some(payment_attempts::store::schema::TTL_ATTRIBUTE));
+        let iam: Vec<&str> = t.routes.iter().filter(|r| r.iam).map(|r| r.path.as_str()).collect();
+        assert_eq!(iam, ["/internal/v1/payments/attempts", "/internal/v1/payments/attempts/{id}"]);
     }
 }

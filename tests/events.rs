@@ -19,7 +19,12 @@ const EXPECTED: &[(&str, &str, u16)] = &[
     ("record.json", "record-attempt", 201),
     ("record-invalid.json", "record-attempt", 400),
     ("record-unauthenticated.json", "record-attempt", 401),
+    ("record-internal.json", "record-attempt", 201),
 ];
+
+/// Events for the worker (SQS, direct invoke): `(file, what it must answer)`.
+const WORKER: &[(&str, &str)] =
+    &[("worker-sqs.json", r#"{"batchItemFailures":[]}"#), ("worker-invoke.json", r#"{"status":201,"#)];
 
 /// The attempt `events/retrieve.json` asks for.
 const SEEDED: &str = "payatt_01933b5a000070008000000000000001";
@@ -38,7 +43,8 @@ async fn every_event_gets_its_status_from_its_handler() {
     let mut files: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
-    let mut listed: Vec<String> = EXPECTED.iter().map(|(f, _, _)| f.to_string()).collect();
+    let mut listed: Vec<String> =
+        EXPECTED.iter().map(|(f, _, _)| f.to_string()).chain(WORKER.iter().map(|(f, _)| f.to_string())).collect();
     listed.sort();
     assert_eq!(files, listed, "every event file has an expected status here");
 
@@ -66,5 +72,12 @@ async fn every_event_gets_its_status_from_its_handler() {
         if *status == 200 && *function == "list" {
             assert!(body.contains(SEEDED), "{file}: {body}");
         }
+    }
+    for (file, expected) in WORKER {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let payload = serde_json::value::RawValue::from_string(text).unwrap();
+        let event = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
+        let reply = record_attempt::worker::handle(&svc.store, event).await.unwrap();
+        assert!(reply.get().starts_with(expected), "{file}: {}", reply.get());
     }
 }

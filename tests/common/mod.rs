@@ -38,6 +38,9 @@ pub struct Service {
     pub table: String,
 }
 
+/// The one IAM role the test services trust to write for any organization.
+pub const TRUSTED_ROLE: &str = "arn:aws:iam::123456789012:role/payments-writer";
+
 /// A service on its own new table in `endpoint`'s engine.
 pub async fn service_on(endpoint: &str) -> Service {
     // Handlers log as JSON lines; cargo shows them for failing tests only.
@@ -48,7 +51,8 @@ pub async fn service_on(endpoint: &str) -> Service {
     let template = template();
     template.create_table(&client, &table).await.expect("table created from template.yaml");
     let store = AttemptStore::new(client.clone(), &table);
-    let api = LocalApi::new(template.routes.clone(), store.clone(), Settings::new(&table));
+    let settings = Settings { trusted_writer_roles: vec![TRUSTED_ROLE.to_owned()], ..Settings::new(&table) };
+    let api = LocalApi::new(template.routes.clone(), store.clone(), settings);
     Service { api, store, client, table }
 }
 

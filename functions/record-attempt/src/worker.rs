@@ -1,0 +1,118 @@
+//! SQS batches and direct invokes: the HTTP routes' commands, from trusted AWS writers.
+//!
+//! A command is `{"action": "create", "body": {...}}` or
+//! `{"action": "update", "attempt_id": "payatt_...", "body": {...}}`, with an optional
+//! `idempotency_key`; `body` is what the HTTP route takes, `organization_id` included.
+//! From SQS, the key defaults to the message id, so a redelivered message records nothing
+//! twice; a message that fails is reported in `batchItemFailures`, retried by SQS, and moved
+//! to the dead-letter queue after `maxReceiveCount` receives.
+
+use lambda_http::{Body, Error, LambdaEvent, Response};
+use payment_attempts::api::{self, ApiError, Caller};
+use payment_attempts::idempotency;
+use payment_attempts::validation::{self as v, InvalidRequest, JsonFields};
+use payment_attempts::{AttemptId, AttemptStore};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tracing::Instrument;
+
+use crate::writer::Writer;
+
+#[derive(Deserialize)]
+struct SqsBatch {
+    #[serde(rename = "Records")]
+    records: Vec<SqsMessage>,
+}
+
+#[derive(Deserialize)]
+struct SqsMessage {
+    #[serde(rename = "messageId")]
+    message_id: String,
+    body: String,
+}
+
+#[derive(Serialize, Default)]
+pub struct BatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+#[derive(Serialize)]
+pub struct BatchItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// What a direct invoke returns: the HTTP status and body the same command gets over HTTP.
+#[derive(Serialize)]
+pub struct CommandResult {
+    pub status: u16,
+    pub body: Box<RawValue>,
+}
+
+/// Handles an SQS event or a direct invoke; the payload stays raw so amounts keep their digits.
+pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, Error> {
+    let payload = event.payload;
+    let reply = match serde_json::from_str::<SqsBatch>(payload.get()) {
+        Ok(batch) => serde_json::to_string(&sqs_batch(store, batch).await)?,
+        Err(_) => {
+            let response = execute(store, payload.get().as_bytes(), None).await;
+            let body = RawValue::from_string(api::body_text(&response).to_owned())?;
+            serde_json::to_string(&CommandResult { status: response.status().as_u16(), body })?
+        }
+    };
+    Ok(RawValue::from_string(reply)?)
+}
+
+async fn sqs_batch(store: &AttemptStore, batch: SqsBatch) -> BatchResponse {
+    let mut failures = Vec::new();
+    for message in batch.records {
+        let span = tracing::info_span!("message", message_id = %message.message_id);
+        let key = format!("sqs:{}", message.message_id);
+        let response = execute(store, message.body.as_bytes(), Some(key)).instrument(span.clone()).await;
+        if !response.status().is_success() {
+            // The error body names the rule that failed; it never holds receipts or tokens.
+            span.in_scope(|| {
+                tracing::warn!(
+                    status = response.status().as_u16(),
+                    reason = api::body_text(&response),
+                    "message not recorded: reported for retry, then the dead-letter queue"
+                )
+            });
+            failures.push(BatchItemFailure { item_identifier: message.message_id });
+        }
+    }
+    BatchResponse { batch_item_failures: failures }
+}
+
+/// Runs one command; every outcome, errors included, is an HTTP-style response.
+async fn execute(store: &AttemptStore, command: &[u8], default_key: Option<String>) -> Response<Body> {
+    // Boxed: the whole write's future is deep enough to overflow the compiler's layout limit.
+    match Box::pin(run(store, command, default_key)).await {
+        Ok(response) => response,
+        Err(error) => api::error_response(&error),
+    }
+}
+
+async fn run(store: &AttemptStore, command: &[u8], default_key: Option<String>) -> Result<Response<Body>, ApiError> {
+    let mut fields = JsonFields::parse(command)?;
+    let action = fields.take("action").ok_or_else(|| InvalidRequest::missing("action"))?;
+    let key = v::optional_string(fields.take("idempotency_key"), "idempotency_key", 255)?;
+    let key = key.map(|k| idempotency::parse_key(k.as_bytes())).transpose()?.or(default_key);
+    let attempt_id = v::optional_string(fields.take("attempt_id"), "attempt_id", 64)?;
+    let body = fields.take("body").ok_or_else(|| InvalidRequest::missing("body"))?;
+    fields.reject_unknown(None)?;
+    // Whoever could invoke this function or send to its queue passed IAM: a trusted writer.
+    let writer = Writer::new(store, Caller::TrustedWriter { role: "lambda-invoke".to_owned() }, key);
+    match (v::string(&action, "action", 16)?.as_str(), attempt_id) {
+        ("create", None) => writer.create(body.get().as_bytes()).await,
+        ("update", Some(id)) => {
+            let id =
+                AttemptId::parse(&id).ok_or_else(|| InvalidRequest::invalid("attempt_id", "Invalid attempt_id."))?;
+            writer.update(&id, body.get().as_bytes()).await
+        }
+        ("create", Some(_)) => Err(InvalidRequest::unknown("attempt_id").into()),
+        ("update", None) => Err(InvalidRequest::missing("attempt_id").into()),
+        _ => Err(InvalidRequest::invalid("action", "Invalid action: must be `create` or `update`.").into()),
+    }
+}
