@@ -21,7 +21,7 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let settings = settings();
+    let settings = settings()?;
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["serve"] => serve(settings).await,
         ["token", org] => {
@@ -34,10 +34,12 @@ async fn main() -> Result<()> {
     }
 }
 
-fn settings() -> Settings {
-    let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "payment-attempts-local".to_owned());
-    let claim = std::env::var("ORG_CLAIM").ok().filter(|c| !c.is_empty());
-    Settings { org_claim: claim.unwrap_or_else(|| Settings::DEFAULT_ORG_CLAIM.to_owned()), ..Settings::new(table) }
+/// The Lambdas' settings, with a default table name for local runs.
+fn settings() -> Result<Settings> {
+    let local_table = || Some("payment-attempts-local".to_owned());
+    Ok(Settings::from_vars(|name| {
+        std::env::var(name).ok().or_else(|| (name == "TABLE_NAME").then(local_table).flatten())
+    })?)
 }
 
 async fn serve(settings: Settings) -> Result<()> {

@@ -33,11 +33,16 @@ impl Settings {
     /// `TABLE_NAME` (required), `ORG_CLAIM` (default `org_id`) and `TRUSTED_WRITER_ROLE_ARNS`
     /// (comma-separated role ARNs, default none).
     pub fn from_env() -> Result<Self, String> {
-        let table_name = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set".to_owned())?;
-        let org_claim = std::env::var("ORG_CLAIM").ok().filter(|c| !c.is_empty());
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`Settings::from_env`], from any source of variables.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let table_name = var("TABLE_NAME").ok_or_else(|| "TABLE_NAME is not set".to_owned())?;
+        let org_claim = var("ORG_CLAIM").filter(|c| !c.is_empty());
         Ok(Settings {
             org_claim: org_claim.unwrap_or_else(|| Self::DEFAULT_ORG_CLAIM.to_owned()),
-            trusted_writer_roles: std::env::var("TRUSTED_WRITER_ROLE_ARNS")
+            trusted_writer_roles: var("TRUSTED_WRITER_ROLE_ARNS")
                 .unwrap_or_default()
                 .split(',')
                 .map(str::trim)
