@@ -9,10 +9,11 @@ use serde::Serialize;
 use std::future::Future;
 use tracing::Instrument;
 
+use crate::attempt::Status;
 use crate::attempt::{Attempt, InvalidTransition, View};
 use crate::id::{AttemptId, OrganizationId, SessionId};
 use crate::idempotency::{self, IdempotencyRecord};
-use crate::page::{Cursor, ListQuery, Page, MAX_LIMIT};
+use crate::page::{CreatedRange, Cursor, ListQuery, Page, MAX_LIMIT};
 use crate::runtime::Settings;
 use crate::store::StoreError;
 use crate::validation::InvalidRequest;
@@ -295,54 +296,111 @@ pub fn attempt_id(req: &Request) -> Result<AttemptId, ApiError> {
     })
 }
 
-/// Parses the list query, refusing unknown and repeated parameters.
+/// Parses the list query, refusing unknown and repeated parameters (only `status` repeats).
 pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
     let params = req.query_string_parameters();
     let mut names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
     names.sort_unstable();
     for pair in names.windows(2) {
-        if pair[0] == pair[1] {
+        if pair[0] == pair[1] && pair[0] != "status" {
             return Err(InvalidRequest::duplicate(pair[0]).into());
         }
     }
+    names.dedup();
     let mut query = ListQuery::default();
+    let mut bounds = TimeBounds::default();
     for name in names {
         let value = params.first(name).unwrap_or_default();
+        let invalid = |why: &str| InvalidRequest::invalid(name, format!("Invalid {name}: {why}."));
         match name {
             "session_id" => {
-                query.session_id = Some(SessionId::parse(value).ok_or_else(|| {
-                    InvalidRequest::invalid(
-                        name,
-                        "Invalid session_id: must be `session_` followed by 1 to 64 letters or digits.",
-                    )
-                })?)
+                let session = SessionId::parse(value)
+                    .ok_or_else(|| invalid("must be `session_` followed by 1 to 64 letters or digits"))?;
+                query.session_id = Some(session);
             }
             "limit" => {
-                query.limit = value.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
-                    InvalidRequest::invalid(name, format!("Invalid limit: must be an integer from 1 to {MAX_LIMIT}."))
-                })?
+                let limit = value.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l));
+                query.limit = limit.ok_or_else(|| invalid(&format!("must be an integer from 1 to {MAX_LIMIT}")))?;
             }
             "starting_after" | "ending_before" => {
                 if query.cursor.is_some() {
-                    return Err(InvalidRequest::invalid(
-                        "ending_before",
-                        "starting_after and ending_before cannot be used together.",
-                    )
-                    .into());
+                    let both = "starting_after and ending_before cannot be used together.";
+                    return Err(InvalidRequest::invalid("ending_before", both).into());
                 }
-                let id = AttemptId::parse(value).ok_or_else(|| {
-                    InvalidRequest::invalid(
-                        name,
-                        format!("Invalid {name}: must be a payment attempt id (payatt_ and 32 lowercase hex digits)."),
-                    )
-                })?;
+                let id = AttemptId::parse(value)
+                    .ok_or_else(|| invalid("must be a payment attempt id (payatt_ and 32 lowercase hex digits)"))?;
                 query.cursor =
                     Some(if name == "starting_after" { Cursor::StartingAfter(id) } else { Cursor::EndingBefore(id) });
+            }
+            "status" => {
+                // `status=failed&status=pending` or `status=failed,pending`.
+                for text in params.all(name).unwrap_or_default().iter().flat_map(|v| v.split(',')) {
+                    let status = Status::parse(text).filter(|s| !s.describes_accounts()).ok_or_else(|| {
+                        invalid(&format!("`{text}` is not an attempt status (pending, succeeded, failed, released)"))
+                    })?;
+                    if !query.statuses.contains(&status) {
+                        query.statuses.push(status);
+                    }
+                }
+            }
+            "capability" => {
+                let ok = (1..=128).contains(&value.len()) && value.bytes().all(crate::validation::capability_char);
+                if !ok {
+                    return Err(invalid("use letters, digits and `_ . : / -`").into());
+                }
+                query.capability = Some(value.to_owned());
+            }
+            "created[gte]" | "created[gt]" | "created[lte]" | "created[lt]" => {
+                let nanos = crate::time::parse_instant_nanos(value)
+                    .ok_or_else(|| invalid("must be an RFC 3339 time or Unix seconds"))?;
+                bounds.set(name, nanos)?;
             }
             other => return Err(InvalidRequest::unknown(other).into()),
         }
     }
+    query.created = bounds.range()?;
     Ok(query)
+}
+
+/// The `created[...]` parameters, as given.
+#[derive(Default)]
+struct TimeBounds {
+    lower: Option<(&'static str, i128)>,
+    upper: Option<(&'static str, i128)>,
+}
+
+impl TimeBounds {
+    fn set(&mut self, name: &str, nanos: i128) -> Result<(), InvalidRequest> {
+        let (slot, param) = match name {
+            "created[gte]" => (&mut self.lower, "created[gte]"),
+            "created[gt]" => (&mut self.lower, "created[gt]"),
+            "created[lte]" => (&mut self.upper, "created[lte]"),
+            _ => (&mut self.upper, "created[lt]"),
+        };
+        if let Some((other, _)) = slot {
+            return Err(InvalidRequest::invalid(param, format!("Use one of {other} and {param}, not both.")));
+        }
+        *slot = Some((param, nanos));
+        Ok(())
+    }
+
+    /// Inclusive millisecond bounds: ids and `created_at` carry whole milliseconds.
+    fn range(&self) -> Result<CreatedRange, InvalidRequest> {
+        const MS: i128 = 1_000_000;
+        let ceil = |n: i128| n.div_euclid(MS) + i128::from(n.rem_euclid(MS) != 0);
+        let from = self.lower.map(|(p, n)| if p == "created[gt]" { n.div_euclid(MS) + 1 } else { ceil(n) });
+        let to = self.upper.map(|(p, n)| if p == "created[lt]" { ceil(n) - 1 } else { n.div_euclid(MS) });
+        if let (Some((param, _)), Some((upper, _)), Some(f), Some(t)) = (self.lower, self.upper, from, to) {
+            if f > t {
+                return Err(InvalidRequest::invalid(
+                    param,
+                    format!("{param} must be before {upper}: no time is in between."),
+                ));
+            }
+        }
+        let clamp = |ms: i128| i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX });
+        Ok(CreatedRange { from_ms: from.map(clamp), to_ms: to.map(clamp) })
+    }
 }
 
 /// The JSON body of a write, within size and media-type limits.
@@ -419,22 +477,24 @@ pub fn body_text(response: &Response<Body>) -> &str {
     }
 }
 
-/// Stripe's list envelope around seed 000's objects.
+/// Stripe's list envelope around seed 000's objects. A filtered page that stopped at the read
+/// bound before filling also says where to go on, in `next_page`.
 pub fn list_response(page: &Page) -> Response<Body> {
     #[derive(Serialize)]
-    struct Envelope<'a, T: Serialize> {
+    struct Envelope<T: Serialize> {
         object: &'static str,
         url: &'static str,
         has_more: bool,
         data: Vec<T>,
-        #[serde(skip)]
-        _page: std::marker::PhantomData<&'a ()>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page: Option<serde_json::Value>,
     }
+    let next_page = page.resume.as_ref().map(|cursor| match cursor {
+        Cursor::StartingAfter(id) => serde_json::json!({ "starting_after": id }),
+        Cursor::EndingBefore(id) => serde_json::json!({ "ending_before": id }),
+    });
     let data = page.attempts.iter().map(|a| a.view(View::Row)).collect();
-    json_response(
-        StatusCode::OK,
-        &Envelope { object: "list", url: LIST_URL, has_more: page.has_more, data, _page: std::marker::PhantomData },
-    )
+    json_response(StatusCode::OK, &Envelope { object: "list", url: LIST_URL, has_more: page.has_more, data, next_page })
 }
 
 pub fn error_response(error: &ApiError) -> Response<Body> {
@@ -595,5 +655,47 @@ mod tests {
         assert_eq!(writer.organization_for(Some(other.clone())), Ok(other));
         let missing = writer.organization_for(None).unwrap_err();
         assert_eq!((missing.code, missing.param.as_deref()), ("parameter_missing", Some("organization_id")));
+    }
+
+    #[test]
+    fn list_filters() {
+        let q = query(&[("status", "failed,pending"), ("status", "failed"), ("capability", "paid_search")]).unwrap();
+        assert_eq!(q.statuses, vec![Status::Failed, Status::Pending]);
+        assert_eq!(q.capability.as_deref(), Some("paid_search"));
+        assert_eq!(param(query(&[("status", "active")])).as_deref(), Some("status"));
+        assert_eq!(param(query(&[("status", "done")])).as_deref(), Some("status"));
+        assert_eq!(param(query(&[("capability", "paid search")])).as_deref(), Some("capability"));
+        assert_eq!(param(query(&[("capability", "x"), ("capability", "y")])).as_deref(), Some("capability"));
+    }
+
+    #[test]
+    fn created_bounds_become_inclusive_milliseconds() {
+        let range = |pairs: &[(&str, &str)]| query(pairs).unwrap().created;
+        let t = 1_779_704_040_000; // 2026-05-25T10:14:00Z
+        assert_eq!(range(&[("created[gte]", "1779704040")]), CreatedRange { from_ms: Some(t), to_ms: None });
+        assert_eq!(range(&[("created[gt]", "2026-05-25T10:14:00Z")]).from_ms, Some(t + 1));
+        assert_eq!(range(&[("created[gte]", "2026-05-25T10:14:00.0005Z")]).from_ms, Some(t + 1));
+        assert_eq!(range(&[("created[lte]", "2026-05-25T10:14:00.0005Z")]).to_ms, Some(t));
+        assert_eq!(range(&[("created[lt]", "2026-05-25T12:14:00+02:00")]).to_ms, Some(t - 1));
+        assert_eq!(
+            range(&[("created[gte]", "1779704040"), ("created[lte]", "1779704040")]),
+            CreatedRange { from_ms: Some(t), to_ms: Some(t) }
+        );
+        assert_eq!(
+            param(query(&[("created[gte]", "1779704041"), ("created[lt]", "1779704040")])).as_deref(),
+            Some("created[gte]")
+        );
+        assert_eq!(
+            param(query(&[("created[gt]", "1779704040"), ("created[lt]", "1779704040")])).as_deref(),
+            Some("created[gt]")
+        );
+        assert_eq!(
+            param(query(&[("created[gt]", "1"), ("created[gte]", "1")]))
+                .as_deref()
+                .map(|p| p.starts_with("created[gt")),
+            Some(true)
+        );
+        assert_eq!(param(query(&[("created[lt]", "yesterday")])).as_deref(), Some("created[lt]"));
+        assert_eq!(param(query(&[("created", "1")])).as_deref(), Some("created"));
     }
 }

@@ -9,6 +9,8 @@ use uuid::{NoContext, Timestamp as UuidTimestamp, Uuid};
 use crate::time::Timestamp;
 
 const ATTEMPT_PREFIX: &str = "payatt_";
+/// UUIDv7 keeps the time in 48 bits of milliseconds.
+const MAX_MS: i64 = (1 << 48) - 1;
 
 /// `payatt_` + the 32 lowercase hex digits of a UUIDv7: ids sort by creation time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,6 +25,16 @@ impl AttemptId {
         // Random bits after the millisecond keep ids from different Lambda instances distinct.
         let uuid = Uuid::new_v7(UuidTimestamp::from_unix(NoContext, secs, sub));
         AttemptId(format!("{ATTEMPT_PREFIX}{}", uuid.simple()))
+    }
+
+    /// Sorts before every id created at or after `ms` (milliseconds since the epoch).
+    pub fn lowest_at_ms(ms: i64) -> Self {
+        AttemptId(format!("{ATTEMPT_PREFIX}{:012x}{}", ms.clamp(0, MAX_MS), "0".repeat(20)))
+    }
+
+    /// Sorts after every id created at or before `ms`.
+    pub fn highest_at_ms(ms: i64) -> Self {
+        AttemptId(format!("{ATTEMPT_PREFIX}{:012x}{}", ms.clamp(0, MAX_MS), "f".repeat(20)))
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -128,6 +140,17 @@ mod tests {
         let early = AttemptId::new_at(Timestamp::parse_rfc3339("2026-05-25T10:14:00.001Z").unwrap());
         let late = AttemptId::new_at(Timestamp::parse_rfc3339("2026-05-25T10:14:00.002Z").unwrap());
         assert!(early < late);
+    }
+
+    #[test]
+    fn time_bounds_enclose_the_ids_of_their_millisecond() {
+        let at = Timestamp::parse_rfc3339("2026-05-25T10:14:00.123Z").unwrap();
+        let ms = at.unix_millis();
+        let id = AttemptId::new_at(at);
+        assert!(AttemptId::lowest_at_ms(ms) < id && id < AttemptId::highest_at_ms(ms));
+        assert!(AttemptId::highest_at_ms(ms - 1) < id && id < AttemptId::lowest_at_ms(ms + 1));
+        assert!(AttemptId::parse(AttemptId::highest_at_ms(i64::MAX).as_str()).is_some());
+        assert!(AttemptId::parse(AttemptId::lowest_at_ms(-5).as_str()).is_some());
     }
 
     #[test]

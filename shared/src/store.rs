@@ -40,9 +40,6 @@ pub mod schema {
 use schema::*;
 
 const ATTEMPT_SK_PREFIX: &str = "ATT#";
-const ID_PREFIX: &str = "payatt_";
-/// Sorts after every attempt id: ids continue with hex digits only.
-const ID_UPPER: &str = "payatt_g";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,11 +70,17 @@ pub enum StoreError {
 pub struct AttemptStore {
     client: Client,
     table: String,
+    max_reads: u32,
 }
 
 impl AttemptStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        AttemptStore { client, table: table.into() }
+        AttemptStore { client, table: table.into(), max_reads: DEFAULT_MAX_READS }
+    }
+
+    /// Bounds the Query calls of one list request (default [`DEFAULT_MAX_READS`]).
+    pub fn with_max_reads(self, max_reads: u32) -> Self {
+        AttemptStore { max_reads: max_reads.max(1), ..self }
     }
 
     pub fn table(&self) -> &str {
@@ -239,6 +242,10 @@ impl AttemptStore {
     }
 
     /// A page of the organization's attempts (of one session if asked), newest first.
+    ///
+    /// Session and creation-time bounds are key conditions; status and capability filter the
+    /// rows read, and reading goes on until the page is full or the range ends, for at most
+    /// `max_reads` Query calls (then `resume` says where to go on).
     pub async fn list(&self, org: &OrganizationId, query: &ListQuery) -> Result<Page, StoreError> {
         // Table rows sort by `ATT#<id>`, index rows by `<id>`.
         let (index, pk_name, pk_value, sk_name, sk_prefix) = match &query.session_id {
@@ -247,18 +254,29 @@ impl AttemptStore {
             }
             None => (None, PARTITION_KEY, org_key(org), SORT_KEY, ATTEMPT_SK_PREFIX),
         };
-        let sk = |id: &str| format!("{sk_prefix}{id}");
         // BETWEEN is inclusive, so the cursor's own row may come back: it is skipped below.
-        let (low, high, newest_first, skip) = match &query.cursor {
-            None => (sk(ID_PREFIX), sk(ID_UPPER), true, None),
-            Some(Cursor::StartingAfter(id)) => (sk(ID_PREFIX), sk(id.as_str()), true, Some(id)),
-            Some(Cursor::EndingBefore(id)) => (sk(id.as_str()), sk(ID_UPPER), false, Some(id)),
+        let (mut low, mut high) = query.created.id_bounds();
+        let (newest_first, skip) = match &query.cursor {
+            None => (true, None),
+            Some(Cursor::StartingAfter(id)) => {
+                high = high.min(id.clone());
+                (true, Some(id))
+            }
+            Some(Cursor::EndingBefore(id)) => {
+                low = low.max(id.clone());
+                (false, Some(id))
+            }
         };
+        let mut page = Page { attempts: Vec::new(), has_more: false, resume: None, reads: 0 };
+        if low > high {
+            return Ok(page);
+        }
+        let (filter, filter_values) = filter_expression(query);
         let wanted = usize::from(query.limit) + 1;
-        let mut attempts = Vec::with_capacity(wanted);
-        let mut start_key = None;
+        let mut read_limit = wanted + 1;
+        let mut start_key: Option<Item> = None;
         loop {
-            let out = self
+            let mut request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -270,32 +288,74 @@ impl AttemptStore {
                 .expression_attribute_names("#pk", pk_name)
                 .expression_attribute_names("#sk", sk_name)
                 .expression_attribute_values(":pk", s(pk_value.clone()))
-                .expression_attribute_values(":low", s(low.clone()))
-                .expression_attribute_values(":high", s(high.clone()))
+                .expression_attribute_values(":low", s(format!("{sk_prefix}{low}")))
+                .expression_attribute_values(":high", s(format!("{sk_prefix}{high}")))
+                .set_filter_expression(filter.clone())
                 .scan_index_forward(!newest_first)
-                .limit(i32::try_from(wanted - attempts.len() + 1).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(classify)?;
+                // Limit counts rows read before the filter: ask for what is missing, and
+                // read wider each round while a filter keeps the page from filling.
+                .limit(i32::try_from(read_limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take());
+            if filter.is_some() {
+                request = request
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_names("#capability", "capability");
+                for (name, value) in &filter_values {
+                    request = request.expression_attribute_values(name.as_str(), s(value.as_str()));
+                }
+            }
+            let out = request.send().await.map_err(classify)?;
+            page.reads += 1;
             for item in out.items() {
                 let attempt = from_item(item)?;
-                if Some(&attempt.id) != skip && attempts.len() < wanted {
-                    attempts.push(attempt);
+                if Some(&attempt.id) != skip && page.attempts.len() < wanted {
+                    page.attempts.push(attempt);
                 }
             }
             start_key = out.last_evaluated_key;
-            if attempts.len() >= wanted || start_key.is_none() {
+            let missing = wanted.saturating_sub(page.attempts.len());
+            if missing == 0 || start_key.is_none() {
                 break;
             }
+            if page.reads >= self.max_reads {
+                // Stopped short of a full page: go on from the last row read, not the last shown.
+                let last = start_key.as_ref().and_then(|k| opt_s(k, sk_name)).map(|k| k.trim_start_matches(sk_prefix));
+                let last = last.and_then(AttemptId::parse).ok_or_else(|| corrupt("last evaluated key"))?;
+                page.resume = Some(if newest_first { Cursor::StartingAfter(last) } else { Cursor::EndingBefore(last) });
+                page.has_more = true;
+                break;
+            }
+            read_limit =
+                if filter.is_some() { (read_limit * 2).clamp(missing + 1, MAX_ROWS_PER_READ) } else { missing + 1 };
         }
-        let has_more = attempts.len() > usize::from(query.limit);
-        attempts.truncate(usize::from(query.limit));
+        page.has_more |= page.attempts.len() > usize::from(query.limit);
+        page.attempts.truncate(usize::from(query.limit));
         if !newest_first {
-            attempts.reverse();
+            page.attempts.reverse();
         }
-        Ok(Page { attempts, has_more })
+        Ok(page)
     }
+}
+
+/// Rows one filtered Query reads at most (about 1 MB of attempts).
+const MAX_ROWS_PER_READ: usize = 1000;
+/// Query calls one list request makes at most.
+pub const DEFAULT_MAX_READS: u32 = 10;
+
+/// `#status IN (...) AND #capability = :capability`, for the filters the query has.
+fn filter_expression(query: &ListQuery) -> (Option<String>, Vec<(String, String)>) {
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    if !query.statuses.is_empty() {
+        let names: Vec<String> = (0..query.statuses.len()).map(|i| format!(":status{i}")).collect();
+        clauses.push(format!("#status IN ({})", names.join(", ")));
+        values.extend(names.into_iter().zip(query.statuses.iter().map(|s| s.as_str().to_owned())));
+    }
+    if let Some(capability) = &query.capability {
+        clauses.push("#capability = :capability".to_owned());
+        values.push((":capability".to_owned(), capability.clone()));
+    }
+    ((!clauses.is_empty()).then(|| clauses.join(" AND ")), values)
 }
 
 fn org_key(org: &OrganizationId) -> String {

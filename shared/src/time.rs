@@ -26,6 +26,22 @@ impl Timestamp {
     pub fn unix_seconds(&self) -> i64 {
         self.0.unix_timestamp()
     }
+
+    pub fn unix_millis(&self) -> i64 {
+        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    pub fn from_unix_millis(ms: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().map(Timestamp)
+    }
+}
+
+/// An instant as nanoseconds since the epoch, from RFC 3339 text or whole Unix seconds.
+pub fn parse_instant_nanos(text: &str) -> Option<i128> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<i64>().ok().map(|s| i128::from(s) * 1_000_000_000);
+    }
+    OffsetDateTime::parse(text, &Rfc3339).ok().map(|t| t.unix_timestamp_nanos())
 }
 
 impl From<OffsetDateTime> for Timestamp {
@@ -62,5 +78,15 @@ mod tests {
         assert_eq!(t.to_string(), "2026-05-25T10:14:00.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn instants_from_rfc3339_or_unix_seconds() {
+        assert_eq!(parse_instant_nanos("0"), Some(0));
+        assert_eq!(parse_instant_nanos("1779704040"), Some(1_779_704_040_000_000_000));
+        assert_eq!(parse_instant_nanos("2026-05-25T10:14:00.5Z"), Some(1_779_704_040_500_000_000));
+        for bad in ["", "-1", "1.5", "12abc", "2026-05-25", "99999999999999999999"] {
+            assert_eq!(parse_instant_nanos(bad), None, "{bad}");
+        }
     }
 }
