@@ -296,13 +296,13 @@ impl AttemptStore {
                 // read wider each round while a filter keeps the page from filling.
                 .limit(i32::try_from(read_limit).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start_key.take());
-            if filter.is_some() {
-                request = request
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_names("#capability", "capability");
-                for (name, value) in &filter_values {
-                    request = request.expression_attribute_values(name.as_str(), s(value.as_str()));
+            for (placeholder, attribute) in [("#status", "status"), ("#capability", "capability")] {
+                if filter.as_deref().is_some_and(|f| f.contains(placeholder)) {
+                    request = request.expression_attribute_names(placeholder, attribute);
                 }
+            }
+            for (name, value) in &filter_values {
+                request = request.expression_attribute_values(name.as_str(), s(value.as_str()));
             }
             let out = request.send().await.map_err(classify)?;
             page.reads += 1;
