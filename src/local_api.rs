@@ -80,10 +80,13 @@ impl LocalApi {
 
     /// What API Gateway would answer: routes the request, builds its event, invokes the function.
     pub async fn call(&self, request: &GatewayRequest) -> Response<Full<Bytes>> {
-        let matched = self.routes.iter().find_map(|route| {
-            let params = match_path(&route.path, &request.path)?;
-            (route.method == request.method).then_some((route, params))
-        });
+        // As API Gateway does, a literal segment beats a `{parameter}`: fewest parameters wins.
+        let matched = self
+            .routes
+            .iter()
+            .filter(|route| route.method == request.method)
+            .filter_map(|route| Some((route, match_path(&route.path, &request.path)?)))
+            .min_by_key(|(_, params)| params.len());
         // API Gateway answers unknown routes itself, without calling a function.
         let Some((route, params)) = matched else {
             return gateway_error(StatusCode::NOT_FOUND, "Not Found");

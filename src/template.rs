@@ -190,6 +190,7 @@ mod tests {
         let routes: Vec<String> = t.routes.iter().map(|r| format!("{} {} {}", r.method, r.path, r.function)).collect();
         for expected in [
             "GET /v1/payments/attempts list",
+            "GET /v1/payments/attempts/summary list",
             "GET /v1/payments/attempts/{id} retrieve",
             "POST /v1/payments/attempts record-attempt",
             "POST /v1/payments/attempts/{id} record-attempt",

@@ -5,6 +5,7 @@ mod common;
 
 use payment_attempts::command::NewAttempt;
 use payment_attempts::page::{CreatedRange, Cursor, ListQuery};
+use payment_attempts::summary::{Summary, SummaryScope};
 use payment_attempts::time::Timestamp;
 use payment_attempts::{Attempt, AttemptStore, OrganizationId, Status};
 use serde_json::json;
@@ -171,4 +172,93 @@ async fn every_filter_combination_walks_to_the_in_memory_answer() {
     assert_eq!(same.json()["data"], reply.json()["data"], "epoch seconds and percent-encoded brackets");
     let bad = svc.get(ORG, "/v1/payments/attempts?created[gte]=1779704041&created[lt]=1779704040").await;
     assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("created[gte]")));
+}
+
+/// Every attempt the query matches, as the list returns them.
+async fn all_of(store: &AttemptStore, query: ListQuery) -> Vec<Attempt> {
+    let org = OrganizationId::parse(ORG).unwrap();
+    let mut query = ListQuery { limit: 100, ..query };
+    let mut all = Vec::new();
+    loop {
+        let page = store.list(&org, &query).await.unwrap();
+        let more = page.has_more;
+        query.cursor = page.attempts.last().map(|a| Cursor::StartingAfter(a.id.clone()));
+        all.extend(page.attempts);
+        if !more {
+            return all;
+        }
+    }
+}
+
+#[tokio::test]
+async fn summaries_equal_the_page_walk_totals_after_random_transitions() {
+    let svc = common::service().await;
+    let seeded = seed(&svc.store, 2000).await;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut pending: Vec<String> =
+        seeded.iter().filter(|a| a.status == Status::Pending).map(|a| a.id.to_string()).collect();
+    for _ in 0..500 {
+        let id = pending.swap_remove(rng.next(pending.len() as u64) as usize);
+        let to = ["succeeded", "failed", "released"][rng.next(3) as usize];
+        let mut body = json!({"status": to});
+        if to == "failed" {
+            body["error_message"] = json!("rail.timeout");
+        }
+        let reply = svc.post(ORG, &format!("/v1/payments/attempts/{id}"), &body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let org = OrganizationId::parse(ORG).unwrap();
+    let everything = all_of(&svc.store, ListQuery::default()).await;
+    assert_eq!(everything.len(), 2000);
+    let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
+    assert_eq!(counted, Summary::of(&everything), "organization, all time");
+    assert_eq!(
+        counted.get(Status::Released).count
+            + counted.get(Status::Succeeded).count
+            + counted.get(Status::Failed).count
+            + counted.get(Status::Pending).count,
+        2000
+    );
+    for s in 0..20 {
+        let session = payment_attempts::id::SessionId::parse(&format!("session_s{s}")).unwrap();
+        let walked = all_of(&svc.store, ListQuery { session_id: Some(session.clone()), ..ListQuery::default() }).await;
+        let counted = svc.store.summary(&org, &SummaryScope::Session(session)).await.unwrap();
+        assert_eq!(counted, Summary::of(&walked), "session_s{s}");
+    }
+    let (from, to) = ((T0 / HOUR_MS) + 12, (T0 / HOUR_MS) + 29);
+    let created = CreatedRange { from_ms: Some(from * HOUR_MS), to_ms: Some((to + 1) * HOUR_MS - 1) };
+    let walked = all_of(&svc.store, ListQuery { created, ..ListQuery::default() }).await;
+    let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: Some((from, to)) }).await.unwrap();
+    assert_eq!(counted, Summary::of(&walked), "organization, hours {from}..={to}");
+
+    // Through HTTP, with exact decimals.
+    let gte = Timestamp::from_unix_millis(from * HOUR_MS).unwrap();
+    let lt = Timestamp::from_unix_millis((to + 1) * HOUR_MS).unwrap();
+    let reply = svc.get(ORG, &format!("/v1/payments/attempts/summary?created[gte]={gte}&created[lt]={lt}")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let expected = serde_json::to_value(Summary::of(&walked)).unwrap();
+    let body = reply.json();
+    assert_eq!(body["object"], "payment_attempt_summary");
+    assert_eq!(
+        (body["count"].clone(), body["by_status"].clone()),
+        (expected["count"].clone(), expected["by_status"].clone())
+    );
+    assert!(
+        reply.text.contains(&format!(r#""amount_usd":{},"#, Summary::of(&walked).total().amount_usd)),
+        "{}",
+        reply.text
+    );
+    let reply = svc.get(ORG, "/v1/payments/attempts/summary?session_id=session_s3").await.json();
+    assert_eq!(reply["session_id"], "session_s3");
+    for (query, param) in [
+        ("created[gte]=2026-05-25T02:30:00Z&created[lt]=2026-05-25T03:00:00Z", "created[gte]"),
+        ("created[gte]=2026-05-25T03:00:00Z&created[lt]=2026-05-25T02:00:00Z", "created[gte]"),
+        ("created[gte]=2026-05-25T02:00:00Z", "created[lt]"),
+        ("session_id=session_s3&created[gte]=2026-05-25T02:00:00Z&created[lt]=2026-05-25T03:00:00Z", "created[gte]"),
+        ("status=failed", "status"),
+    ] {
+        let reply = svc.get(ORG, &format!("/v1/payments/attempts/summary?{query}")).await;
+        assert_eq!((reply.status, reply.error().1.as_deref()), (400, Some(param)), "{query}");
+    }
+    println!("summary: 2,000 attempts, 500 transitions: organization, 20 sessions and an 18-hour range equal their page walks");
 }

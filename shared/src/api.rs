@@ -16,6 +16,7 @@ use crate::idempotency::{self, IdempotencyRecord};
 use crate::page::{CreatedRange, Cursor, ListQuery, Page, MAX_LIMIT};
 use crate::runtime::Settings;
 use crate::store::StoreError;
+use crate::summary::{Summary, SummaryScope, HOUR_MS, MAX_RANGE_HOURS};
 use crate::validation::InvalidRequest;
 
 pub const LIST_URL: &str = "/v1/payments/attempts";
@@ -360,6 +361,87 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
     }
     query.created = bounds.range()?;
     Ok(query)
+}
+
+/// Parses `GET /v1/payments/attempts/summary`: a session's totals, or the organization's,
+/// optionally for attempts created within whole hours (`created[gte]`, `created[lt]`).
+pub fn summary_query(req: &Request) -> Result<SummaryScope, ApiError> {
+    let params = req.query_string_parameters();
+    let mut names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|p| p[0] == p[1]) {
+        return Err(InvalidRequest::duplicate(pair[0]).into());
+    }
+    let (mut session, mut from, mut to) = (None, None, None);
+    for name in names {
+        let value = params.first(name).unwrap_or_default();
+        let invalid = |why: &str| InvalidRequest::invalid(name, format!("Invalid {name}: {why}."));
+        match name {
+            "session_id" => {
+                session = Some(
+                    SessionId::parse(value)
+                        .ok_or_else(|| invalid("must be `session_` followed by 1 to 64 letters or digits"))?,
+                )
+            }
+            "created[gte]" | "created[lt]" => {
+                let nanos = crate::time::parse_instant_nanos(value)
+                    .ok_or_else(|| invalid("must be an RFC 3339 time or Unix seconds"))?;
+                let hour_nanos = i128::from(HOUR_MS) * 1_000_000;
+                if nanos.rem_euclid(hour_nanos) != 0 {
+                    return Err(invalid(
+                        "summaries count whole hours: use a time on the hour, e.g. 2026-05-25T02:00:00Z",
+                    )
+                    .into());
+                }
+                let hour = i64::try_from(nanos.div_euclid(hour_nanos)).map_err(|_| invalid("out of range"))?;
+                if name == "created[gte]" {
+                    from = Some(hour)
+                } else {
+                    to = Some(hour - 1)
+                }
+            }
+            other => return Err(InvalidRequest::unknown(other).into()),
+        }
+    }
+    match (session, from, to) {
+        (Some(session), None, None) => Ok(SummaryScope::Session(session)),
+        (Some(_), _, _) => Err(InvalidRequest::invalid(
+            "created[gte]",
+            "A session's summary covers all its attempts: drop created[...] or session_id.",
+        )
+        .into()),
+        (None, None, None) => Ok(SummaryScope::Organization { hours: None }),
+        (None, Some(from), Some(to)) if from > to => {
+            Err(InvalidRequest::invalid("created[gte]", "created[gte] must be before created[lt].").into())
+        }
+        (None, Some(from), Some(to)) if to - from >= MAX_RANGE_HOURS => Err(InvalidRequest::invalid(
+            "created[gte]",
+            format!("A summary covers at most {} days.", MAX_RANGE_HOURS / 24),
+        )
+        .into()),
+        (None, Some(from), Some(to)) => Ok(SummaryScope::Organization { hours: Some((from, to)) }),
+        (None, None, Some(_)) => Err(InvalidRequest::missing("created[gte]").into()),
+        (None, Some(_), None) => Err(InvalidRequest::missing("created[lt]").into()),
+    }
+}
+
+pub fn summary_response(scope: &SummaryScope, summary: &Summary) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        object: &'static str,
+        session_id: Option<&'a SessionId>,
+        created: Option<serde_json::Value>,
+        #[serde(flatten)]
+        summary: &'a Summary,
+    }
+    let hour = |h: i64| crate::time::Timestamp::from_unix_millis(h * HOUR_MS).map(|t| t.to_string());
+    let (session_id, created) = match scope {
+        SummaryScope::Session(session) => (Some(session), None),
+        SummaryScope::Organization { hours } => {
+            (None, hours.map(|(from, to)| serde_json::json!({ "gte": hour(from), "lt": hour(to + 1) })))
+        }
+    };
+    json_response(StatusCode::OK, &Envelope { object: "payment_attempt_summary", session_id, created, summary })
 }
 
 /// The `created[...]` parameters, as given.

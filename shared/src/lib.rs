@@ -15,6 +15,7 @@ pub mod money;
 pub mod page;
 pub mod runtime;
 pub mod store;
+pub mod summary;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

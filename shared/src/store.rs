@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::value::RawValue;
@@ -26,7 +26,9 @@ use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
 use crate::idempotency::IdempotencyRecord;
 use crate::money::{Amount, Currency};
 use crate::page::{Cursor, ListQuery, Page};
+use crate::summary::{Summary, SummaryScope, ATTEMPT_STATUSES, HOUR_MS};
 use crate::time::Timestamp;
+use rust_decimal::Decimal;
 
 /// Key attribute and index names, as declared in `template.yaml`.
 pub mod schema {
@@ -64,6 +66,9 @@ pub enum StoreError {
     /// The attempt changed since it was read.
     #[error("attempt changed since it was read")]
     VersionConflict,
+    /// Another transaction held a shared item (a counter); retried inside the store.
+    #[error("transaction conflict on a shared item")]
+    Contention,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +108,14 @@ impl AttemptStore {
         if let Some(key) = key {
             writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
         }
+        let amount = attempt.amount_usd.as_decimal();
+        for counter in counter_keys(attempt) {
+            writes.push(Write::Counter(self.count(
+                &attempt.organization_id,
+                &counter,
+                &[(attempt.status, 1, amount)],
+            )?));
+        }
         self.transact(writes).await
     }
 
@@ -125,7 +138,87 @@ impl AttemptStore {
         if let Some(key) = key {
             writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
         }
+        if before.status != after.status {
+            let amount = after.amount_usd.as_decimal();
+            let moves = [(before.status, -1, -amount), (after.status, 1, amount)];
+            for counter in counter_keys(after) {
+                writes.push(Write::Counter(self.count(&after.organization_id, &counter, &moves)?));
+            }
+        }
         self.transact(writes).await
+    }
+
+    /// Counts and totals per status, from the counters: one read for a session or the whole
+    /// organization, one Query over hourly counters for a time range.
+    pub async fn summary(&self, org: &OrganizationId, scope: &SummaryScope) -> Result<Summary, StoreError> {
+        let (low, high) = match scope {
+            SummaryScope::Session(session) => {
+                let key = session_counter(session);
+                (key.clone(), key)
+            }
+            SummaryScope::Organization { hours: None } => (format!("{ORG_COUNTER}#"), format!("{ORG_COUNTER}#~")),
+            SummaryScope::Organization { hours: Some((from, to)) } => {
+                (format!("{HOUR_COUNTER}#{from:010}#"), format!("{HOUR_COUNTER}#{to:010}#~"))
+            }
+        };
+        let mut summary = Summary::default();
+        let mut start_key = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":pk", s(org_key(org)))
+                .expression_attribute_values(":low", s(low.clone()))
+                .expression_attribute_values(":high", s(high.clone()))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items() {
+                for status in ATTEMPT_STATUSES {
+                    let number = |prefix: &str| -> Result<Option<Decimal>, StoreError> {
+                        let value = item.get(&format!("{prefix}_{status}")).and_then(|v| v.as_n().ok());
+                        value.map(|n| Decimal::from_str(n).map_err(|_| corrupt("counter"))).transpose()
+                    };
+                    let count = number("count")?.unwrap_or_default();
+                    let count = i64::try_from(count).map_err(|_| corrupt("counter"))?;
+                    summary.add(status, count, number("amount_usd")?.unwrap_or_default());
+                }
+            }
+            start_key = out.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(summary);
+            }
+        }
+    }
+
+    /// `ADD count_<status> ±1, amount_usd_<status> ±amount` on one counter item.
+    fn count(
+        &self,
+        org: &OrganizationId,
+        counter: &str,
+        moves: &[(Status, i64, Decimal)],
+    ) -> Result<Update, StoreError> {
+        let mut update =
+            Update::builder().table_name(&self.table).key(PARTITION_KEY, s(org_key(org))).key(SORT_KEY, s(counter));
+        let mut clauses = Vec::new();
+        for (i, (status, count, amount)) in moves.iter().enumerate() {
+            clauses.push(format!("#c{i} :c{i}, #a{i} :a{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), format!("count_{status}"))
+                .expression_attribute_names(format!("#a{i}"), format!("amount_usd_{status}"))
+                .expression_attribute_values(format!(":c{i}"), AttributeValue::N(count.to_string()))
+                .expression_attribute_values(format!(":a{i}"), AttributeValue::N(amount.normalize().to_string()));
+        }
+        update
+            .update_expression(format!("ADD {}", clauses.join(", ")))
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))
     }
 
     /// The response kept under `key`, unless it has expired (TTL deletion lags behind).
@@ -211,21 +304,32 @@ impl AttemptStore {
     /// Runs the writes as one transaction. Its request token makes the SDK's own retries of it
     /// idempotent: a retry after a lost response is answered as the first try was.
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        let token = uuid::Uuid::now_v7().simple().to_string();
         let kinds: Vec<WriteKind> = writes.iter().map(Write::kind).collect();
-        let items = writes.into_iter().map(Write::into_item).collect();
-        let result =
-            self.client.transact_write_items().set_transact_items(Some(items)).client_request_token(token).send().await;
-        let err = match result {
-            Ok(_) => return Ok(()),
-            Err(err) => err,
-        };
-        let reasons = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e.cancellation_reasons().to_vec(),
-            _ => return Err(classify(err)),
-        };
-        Err(cancelled(&kinds, &reasons))
+        let items: Vec<TransactWriteItem> = writes.into_iter().map(Write::into_item).collect();
+        for round in 0..CONTENTION_RETRIES {
+            // A fresh token each round: a cancelled transaction wrote nothing.
+            let token = uuid::Uuid::now_v7().simple().to_string();
+            let request = self.client.transact_write_items().set_transact_items(Some(items.clone()));
+            let err = match request.client_request_token(token).send().await {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let reasons = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => e.cancellation_reasons().to_vec(),
+                _ => return Err(classify(err)),
+            };
+            match cancelled(&kinds, &reasons) {
+                // Shared counters were busy with another transaction: wait a little and retry.
+                StoreError::Contention => {
+                    let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
+                    tokio::time::sleep(std::time::Duration::from_millis((5 + jitter) << round)).await;
+                }
+                other => return Err(other),
+            }
+        }
+        Err(StoreError::Unavailable("transactions kept conflicting on shared counters".to_owned()))
     }
+
     /// Strongly consistent: an attempt just recorded is always found.
     pub async fn get(&self, org: &OrganizationId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
         let out = self
@@ -378,6 +482,27 @@ fn guard_sk(hash: &str) -> String {
     format!("HASH#{hash}")
 }
 
+const ORG_COUNTER: &str = "SUM#ORG";
+const HOUR_COUNTER: &str = "SUM#HR";
+/// Organization-wide counters are split over shards so that concurrent writes rarely meet.
+const COUNTER_SHARDS: u32 = 4;
+/// Rounds a transaction is tried while shared counters are busy.
+const CONTENTION_RETRIES: u32 = 6;
+
+fn session_counter(session: &SessionId) -> String {
+    format!("SUM#SES#{session}")
+}
+
+/// The counters an attempt counts in: its session's, a shard of its organization's, and a
+/// shard of the hour it was created in.
+fn counter_keys(attempt: &Attempt) -> Vec<String> {
+    let shard = attempt.id.as_str().bytes().last().map_or(0, |b| u32::from(b) % COUNTER_SHARDS);
+    let hour = attempt.created_at.unix_millis().div_euclid(HOUR_MS);
+    let mut keys = vec![format!("{ORG_COUNTER}#{shard}"), format!("{HOUR_COUNTER}#{hour:010}#{shard}")];
+    keys.extend(attempt.session_id.as_ref().map(session_counter));
+    keys
+}
+
 /// A pending or succeeded attempt holds its request hash; failed and released ones let go.
 fn holds_guard(status: Status) -> bool {
     matches!(status, Status::Pending | Status::Succeeded)
@@ -405,6 +530,7 @@ enum WriteKind {
     Attempt,
     Guard,
     Key,
+    Counter,
 }
 
 /// One write of a transaction, named for what its failure means.
@@ -414,6 +540,7 @@ enum Write {
     GuardFree(ConditionCheck),
     ReleaseGuard(Delete),
     Key(Put),
+    Counter(Update),
 }
 
 impl Write {
@@ -422,6 +549,7 @@ impl Write {
             Write::Attempt(_) => WriteKind::Attempt,
             Write::Guard(_) | Write::GuardFree(_) | Write::ReleaseGuard(_) => WriteKind::Guard,
             Write::Key(_) => WriteKind::Key,
+            Write::Counter(_) => WriteKind::Counter,
         }
     }
 
@@ -430,6 +558,7 @@ impl Write {
             Write::Attempt(p) | Write::Guard(p) | Write::Key(p) => TransactWriteItem::builder().put(p).build(),
             Write::GuardFree(c) => TransactWriteItem::builder().condition_check(c).build(),
             Write::ReleaseGuard(d) => TransactWriteItem::builder().delete(d).build(),
+            Write::Counter(u) => TransactWriteItem::builder().update(u).build(),
         }
     }
 }
@@ -450,6 +579,8 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
             }
             (WriteKind::Key, "ConditionalCheckFailed") => return StoreError::IdempotencyKeyTaken,
             (WriteKind::Key, "TransactionConflict") => return StoreError::IdempotencyKeyInUse,
+            // The attempt itself is being written by someone else: the caller re-reads.
+            (WriteKind::Attempt, "TransactionConflict") => return StoreError::VersionConflict,
             (_, "TransactionConflict") => contention = true,
             (_, "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded") => {
                 return StoreError::Unavailable(format!("transaction throttled on {kind:?}"))
@@ -458,8 +589,7 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
         }
     }
     if contention {
-        // Another transaction held one of the items; the caller re-reads and decides.
-        StoreError::VersionConflict
+        StoreError::Contention
     } else {
         StoreError::Other("transaction cancelled without a reason".to_owned())
     }

@@ -1,12 +1,26 @@
-//! `GET /v1/payments/attempts`: a page of the caller's organization's attempts, newest first.
+//! The operators' audit view: `GET /v1/payments/attempts`, a page of the caller's
+//! organization's attempts, newest first, filtered from keys; and
+//! `GET /v1/payments/attempts/summary`, counts and totals per status from counters.
 
-use lambda_http::{Body, Error, Request, Response};
+use lambda_http::{Body, Error, Request, RequestExt, Response};
 use payment_attempts::api::{self, ApiError};
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
 pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
-    Ok(api::serve(&req, list(store, settings, &req)).await)
+    if req.raw_http_path().ends_with("/summary") {
+        Ok(api::serve(&req, summary(store, settings, &req)).await)
+    } else {
+        Ok(api::serve(&req, list(store, settings, &req)).await)
+    }
+}
+
+async fn summary(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
+    let org = api::organization(req, settings)?;
+    let scope = api::summary_query(req)?;
+    let summary = store.summary(&org, &scope).await?;
+    tracing::info!(organization_id = %org, "summarized payment attempts");
+    Ok(api::summary_response(&scope, &summary))
 }
 
 async fn list(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
