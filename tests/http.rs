@@ -84,6 +84,8 @@ fn the_readme_curl_examples_work_against_the_local_server() {
         r#""object":"list""#,
         r#""status_history""#,
         r#""param":"limit""#,
+        r#""status":"succeeded""#,
+        r#""object":"payment_attempt_summary""#,
     ] {
         assert!(stdout.contains(expected), "README output lacks {expected}:\n{stdout}");
     }
