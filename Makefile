@@ -15,6 +15,7 @@ dev: setup
 
 test: setup
 	cargo test --workspace
+	scripts/contract
 
 # An unsigned local token: TOKEN=$$(make -s token ORG=org_acme)
 token:

@@ -23,6 +23,9 @@ use crate::token;
 /// Local stand-in for a SigV4 signature on IAM-authorized routes: the caller's role ARN.
 pub const LOCAL_CALLER_ARN_HEADER: &str = "x-local-caller-arn";
 
+/// The API's contract, served at `/openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
+
 /// API Gateway's payload limit for HTTP APIs.
 const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
@@ -58,6 +61,11 @@ impl LocalApi {
 
     async fn answer(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
+        if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.yaml" {
+            let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+            return response;
+        }
         let body = match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),

@@ -14,7 +14,7 @@ async fn record_then_retrieve_then_list() {
     let body = json!({
         "session_id": "session_s1", "payment_account_id": "payacct_a1",
         "capability": "paid_search", "operation": "search.query", "rail": "mpp_tempo",
-        "amount_usd": 0.014, "currency": "usd", "target_url": "https://api.example.com/v1/search",
+        "amount_usd": 0.014, "currency": "USD", "target_url": "https://api.example.com/v1/search",
         "request_hash": format!("sha256:{}", "9f".repeat(32)),
         "receipt": {"tx": "0x5e1f", "block": 123}, "metadata": {"order": "42"}
     });

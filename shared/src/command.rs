@@ -371,6 +371,7 @@ mod tests {
             ("amount_usd", json!(true)),
             ("currency", json!("XYZ")),
             ("currency", json!("dollars")),
+            ("currency", json!("usd")),
             ("target_url", json!("/relative")),
             ("target_url", json!("ftp://example.com")),
             ("request_hash", json!("sha256:xyz")),

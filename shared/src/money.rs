@@ -147,10 +147,9 @@ pub struct Currency(&'static str);
 impl Currency {
     pub const USD: Currency = Currency("USD");
 
-    /// Accepts a code in either case (`usd`, as Stripe writes it, or `USD`).
+    /// An upper-case code, as DESIGN.md writes it (`USD`).
     pub fn parse(code: &str) -> Option<Self> {
-        let upper = code.to_ascii_uppercase();
-        ISO_4217.iter().find(|c| **c == upper).map(|c| Currency(c))
+        ISO_4217.iter().find(|c| **c == code).map(|c| Currency(c))
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -222,7 +221,8 @@ mod tests {
 
     #[test]
     fn currency_codes() {
-        assert_eq!(Currency::parse("usd"), Some(Currency::USD));
+        assert_eq!(Currency::parse("USD"), Some(Currency::USD));
+        assert_eq!(Currency::parse("usd"), None);
         assert_eq!(Currency::parse("EUR").map(|c| c.as_str()), Some("EUR"));
         assert_eq!(Currency::parse("XYZ"), None);
         assert_eq!(Currency::parse("US"), None);

@@ -780,7 +780,7 @@ mod tests {
         let body = serde_json::json!({
             "session_id": "session_s1", "payment_account_id": "payacct_a1",
             "capability": "paid_search", "operation": "search.query", "rail": "mpp_tempo",
-            "amount_usd": 1000000.000001, "currency": "eur", "target_url": "https://api.example.com/v1/search",
+            "amount_usd": 1000000.000001, "currency": "EUR", "target_url": "https://api.example.com/v1/search",
             "request_hash": format!("sha256:{}", "0".repeat(64)), "status": "failed",
             "error_message": "rail.insufficient_funds", "status_details": {"reason": "funds", "source": "rail"},
             "receipt": {"tx": "0xabc", "n": 1}, "metadata": {"k": "v"}
