@@ -39,17 +39,30 @@ impl DynamoDbLocal {
         Self::start_on(free_port()?)
     }
 
+    /// In memory on `port`: its data goes when it stops.
     pub fn start_on(port: u16) -> io::Result<Self> {
+        Self::launch(port, &["-inMemory"])
+    }
+
+    /// Keeping its data in `data_dir`, so a restart on the same directory finds it again.
+    pub fn start_persistent(port: u16, data_dir: &Path) -> io::Result<Self> {
+        let path = data_dir.to_str().ok_or_else(|| io::Error::other("data directory is not UTF-8"))?;
+        Self::launch(port, &["-dbPath", path])
+    }
+
+    fn launch(port: u16, storage: &[&str]) -> io::Result<Self> {
         let dir = Self::engine_dir()?;
         let mut wrapper = Command::new("sh")
             .arg("-c")
             .arg(
-                r#"java -Djava.library.path="$1/DynamoDBLocal_lib" -jar "$1/DynamoDBLocal.jar" -inMemory -sharedDb -port "$2" >/dev/null 2>&1 &
+                r#"engine="$1"; port="$2"; shift 2
+                   java -Djava.library.path="$engine/DynamoDBLocal_lib" -jar "$engine/DynamoDBLocal.jar" "$@" -sharedDb -port "$port" >/dev/null 2>&1 &
                    java=$!; read line; kill $java; wait $java"#,
             )
             .arg("dynamodb-local")
             .arg(&dir)
             .arg(port.to_string())
+            .args(storage)
             // The engine writes a metadata file into its working directory: keep it out of the repo.
             .current_dir(std::env::temp_dir())
             .stdin(Stdio::piped())

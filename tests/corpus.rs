@@ -32,7 +32,15 @@ fn json_post(target: &str, body: Vec<u8>, status: u16, param: Option<&str>, what
 }
 
 fn get(target: String, status: u16, param: Option<&str>) -> Case {
-    Case { what: target.clone(), method: "GET", target, headers: vec![], body: vec![], status, param: param.map(str::to_owned) }
+    Case {
+        what: target.clone(),
+        method: "GET",
+        target,
+        headers: vec![],
+        body: vec![],
+        status,
+        param: param.map(str::to_owned),
+    }
 }
 
 fn with_field(field: &str, value: Value) -> Vec<u8> {
@@ -44,20 +52,78 @@ fn with_field(field: &str, value: Value) -> Vec<u8> {
 fn corpus() -> Vec<Case> {
     let mut cases = Vec::new();
     let create_fields: Vec<(&str, Vec<Value>)> = vec![
-        ("session_id", vec![json!(""), json!("session_"), json!("sess_1"), json!("session_a#b"), json!("session_ä"), json!(1), json!(["session_a"])]),
+        (
+            "session_id",
+            vec![
+                json!(""),
+                json!("session_"),
+                json!("sess_1"),
+                json!("session_a#b"),
+                json!("session_ä"),
+                json!(1),
+                json!(["session_a"]),
+            ],
+        ),
         ("payment_account_id", vec![json!("acct_1"), json!("payacct_"), json!(true)]),
-        ("capability", vec![json!(""), json!(" "), json!("paid search"), json!("a".repeat(129)), json!(null), json!(7), json!({})]),
+        (
+            "capability",
+            vec![json!(""), json!(" "), json!("paid search"), json!("a".repeat(129)), json!(null), json!(7), json!({})],
+        ),
         ("operation", vec![json!(""), json!("op\u{0}"), json!(["x"]), json!(null)]),
         ("rail", vec![json!(""), json!("MPP"), json!("mpp-tempo"), json!("r".repeat(65)), json!(0)]),
-        ("amount_usd", vec![json!("1"), json!(-0.01), json!(0.0000001), json!(1e13), json!(null), json!(true), json!([1]), json!({"value": 1})]),
+        (
+            "amount_usd",
+            vec![
+                json!("1"),
+                json!(-0.01),
+                json!(0.0000001),
+                json!(1e13),
+                json!(null),
+                json!(true),
+                json!([1]),
+                json!({"value": 1}),
+            ],
+        ),
         ("currency", vec![json!("usd"), json!("XXY"), json!("US"), json!("USDT"), json!(840)]),
-        ("target_url", vec![json!(""), json!("/relative"), json!("ftp://x.example/"), json!("https://user:pw@x.example/"), json!("https://"), json!("javascript:alert(1)"), json!(format!("https://x.example/{}", "a".repeat(2048))), json!(null)]),
-        ("request_hash", vec![json!("sha256:"), json!("sha1:abc"), json!(format!("sha256:{}", "G".repeat(64))), json!(format!("sha256:{}", "a".repeat(63)))]),
+        (
+            "target_url",
+            vec![
+                json!(""),
+                json!("/relative"),
+                json!("ftp://x.example/"),
+                json!("https://user:pw@x.example/"),
+                json!("https://"),
+                json!("javascript:alert(1)"),
+                json!(format!("https://x.example/{}", "a".repeat(2048))),
+                json!(null),
+            ],
+        ),
+        (
+            "request_hash",
+            vec![
+                json!("sha256:"),
+                json!("sha1:abc"),
+                json!(format!("sha256:{}", "G".repeat(64))),
+                json!(format!("sha256:{}", "a".repeat(63))),
+            ],
+        ),
         ("status", vec![json!("active"), json!("disabled"), json!("released"), json!("PENDING"), json!(""), json!(1)]),
         ("error_message", vec![json!("not failed"), json!(""), json!("e".repeat(1001))]),
-        ("status_details", vec![json!("x"), json!([]), json!({"reason": 1}), json!({"when": "now"}), json!({"reason": "r".repeat(101)})]),
+        (
+            "status_details",
+            vec![
+                json!("x"),
+                json!([]),
+                json!({"reason": 1}),
+                json!({"when": "now"}),
+                json!({"reason": "r".repeat(101)}),
+            ],
+        ),
         ("receipt", vec![json!("0xabc"), json!([1]), json!(1), json!(true)]),
-        ("metadata", vec![json!("x"), json!({"k": 1}), json!({"": "v"}), json!({"k[0]": "v"}), json!({"k": "v".repeat(501)})]),
+        (
+            "metadata",
+            vec![json!("x"), json!({"k": 1}), json!({"": "v"}), json!({"k[0]": "v"}), json!({"k": "v".repeat(501)})],
+        ),
         ("id", vec![json!(ID)]),
         ("object", vec![json!("payment_attempt")]),
         ("created_at", vec![json!("2026-05-25T10:14:00Z")]),
@@ -69,7 +135,8 @@ fn corpus() -> Vec<Case> {
             let status_details_param = field == "status_details" && value.is_object();
             let metadata_param = field == "metadata" && value.is_object();
             let param = if status_details_param || metadata_param { None } else { Some(field) };
-            let mut case = json_post(LIST, with_field(field, value.clone()), 400, param, format!("create {field}={value}"));
+            let mut case =
+                json_post(LIST, with_field(field, value.clone()), 400, param, format!("create {field}={value}"));
             // Nested params are named `field[key]`: checked by prefix below.
             if param.is_none() {
                 case.param = Some(format!("{field}["));
@@ -80,12 +147,28 @@ fn corpus() -> Vec<Case> {
     for required in ["capability", "operation", "amount_usd", "target_url"] {
         let mut body = attempt_body(None, "1");
         body.as_object_mut().unwrap().remove(required);
-        cases.push(json_post(LIST, body.to_string().into_bytes(), 400, Some(required), format!("create without {required}")));
+        cases.push(json_post(
+            LIST,
+            body.to_string().into_bytes(),
+            400,
+            Some(required),
+            format!("create without {required}"),
+        ));
     }
     let mut failed = attempt_body(None, "1");
     failed["status"] = json!("failed");
-    cases.push(json_post(LIST, failed.to_string().into_bytes(), 400, Some("error_message"), "failed without error_message".into()));
-    let deep = format!(r#"{{"capability":"c","operation":"o","amount_usd":1,"target_url":"https://x.example/","receipt":{}1{}}}"#, r#"{"a":"#.repeat(40), "}".repeat(40));
+    cases.push(json_post(
+        LIST,
+        failed.to_string().into_bytes(),
+        400,
+        Some("error_message"),
+        "failed without error_message".into(),
+    ));
+    let deep = format!(
+        r#"{{"capability":"c","operation":"o","amount_usd":1,"target_url":"https://x.example/","receipt":{}1{}}}"#,
+        r#"{"a":"#.repeat(40),
+        "}".repeat(40)
+    );
     cases.push(json_post(LIST, deep.into_bytes(), 400, Some("receipt"), "receipt 40 levels deep".into()));
     let wide = with_field("receipt", json!({"blob": "x".repeat(20_000)}));
     cases.push(json_post(LIST, wide, 400, Some("receipt"), "receipt over 16 KiB".into()));
@@ -102,16 +185,46 @@ fn corpus() -> Vec<Case> {
     ] {
         cases.push(json_post(LIST, body, 400, None, what.to_owned()));
     }
-    cases.push(json_post(LIST, br#"{"capability": "a", "capability": "b"}"#.to_vec(), 400, Some("capability"), "duplicate key".into()));
-    cases.push(json_post(LIST, br#"{"capability": "\ud800"}"#.to_vec(), 400, Some("capability"), "lone surrogate".into()));
+    cases.push(json_post(
+        LIST,
+        br#"{"capability": "a", "capability": "b"}"#.to_vec(),
+        400,
+        Some("capability"),
+        "duplicate key".into(),
+    ));
+    cases.push(json_post(
+        LIST,
+        br#"{"capability": "\ud800"}"#.to_vec(),
+        400,
+        Some("capability"),
+        "lone surrogate".into(),
+    ));
     cases.push(json_post(LIST, vec![b' '; 70 * 1024], 413, None, "body over 64 KiB".into()));
-    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/jsonx"] {
-        let mut case = json_post(LIST, attempt_body(None, "1").to_string().into_bytes(), 415, None, format!("content-type {content_type}"));
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonx",
+    ] {
+        let mut case = json_post(
+            LIST,
+            attempt_body(None, "1").to_string().into_bytes(),
+            415,
+            None,
+            format!("content-type {content_type}"),
+        );
         case.headers = vec![("content-type", content_type.to_owned())];
         cases.push(case);
     }
     for key in ["", "with space", "ключ", &"k".repeat(256)] {
-        let mut case = json_post(LIST, attempt_body(None, "1").to_string().into_bytes(), 400, Some("Idempotency-Key"), format!("Idempotency-Key {key:?}"));
+        let mut case = json_post(
+            LIST,
+            attempt_body(None, "1").to_string().into_bytes(),
+            400,
+            Some("Idempotency-Key"),
+            format!("Idempotency-Key {key:?}"),
+        );
         case.headers.push(("idempotency-key", key.to_owned()));
         cases.push(case);
     }
@@ -129,9 +242,21 @@ fn corpus() -> Vec<Case> {
     ] {
         cases.push(json_post(&update, body.to_string().into_bytes(), 400, param, format!("update {body}")));
     }
-    for bad_id in ["payatt_", "payatt_XYZ", "pay_01933b5a000070008000000000000001", "payatt_01933b5a00007000800000000000001", "..%2F..%2Fetc"] {
+    for bad_id in [
+        "payatt_",
+        "payatt_XYZ",
+        "pay_01933b5a000070008000000000000001",
+        "payatt_01933b5a00007000800000000000001",
+        "..%2F..%2Fetc",
+    ] {
         cases.push(get(format!("{LIST}/{bad_id}"), 400, Some("id")));
-        cases.push(json_post(&format!("{LIST}/{bad_id}"), json!({"status": "released"}).to_string().into_bytes(), 400, Some("id"), format!("update {bad_id}")));
+        cases.push(json_post(
+            &format!("{LIST}/{bad_id}"),
+            json!({"status": "released"}).to_string().into_bytes(),
+            400,
+            Some("id"),
+            format!("update {bad_id}"),
+        ));
     }
     // Queries.
     for (query, param) in [
@@ -181,9 +306,11 @@ async fn malformed_requests_are_refused_by_name_and_write_nothing() {
     let svc = service().await;
     // One attempt to aim updates at; the corpus must leave the table exactly as it is.
     let body = attempt_body(Some("session_c"), "1");
-    let mut seeded = payment_attempts::command::NewAttempt::from_json(body.to_string().as_bytes())
-        .unwrap()
-        .into_attempt(payment_attempts::OrganizationId::parse("org_acme").unwrap(), payment_attempts::time::Timestamp::now());
+    let mut seeded =
+        payment_attempts::command::NewAttempt::from_json(body.to_string().as_bytes()).unwrap().into_attempt(
+            payment_attempts::OrganizationId::parse("org_acme").unwrap(),
+            payment_attempts::time::Timestamp::now(),
+        );
     seeded.id = payment_attempts::AttemptId::parse(ID).unwrap();
     svc.store.create(&seeded, None).await.unwrap();
     let before = svc.item_count().await;
@@ -199,7 +326,9 @@ async fn malformed_requests_are_refused_by_name_and_write_nothing() {
         let (_, param) = reply.error();
         match (&case.param, param) {
             (None, param) => assert_eq!(param, None, "{}", case.what),
-            (Some(expected), Some(param)) if expected.ends_with('[') => assert!(param.starts_with(expected.as_str()), "{}: {param}", case.what),
+            (Some(expected), Some(param)) if expected.ends_with('[') => {
+                assert!(param.starts_with(expected.as_str()), "{}: {param}", case.what)
+            }
             (Some(expected), param) => assert_eq!(param.as_deref(), Some(expected.as_str()), "{}", case.what),
         }
     }

@@ -3,6 +3,10 @@
 mod common;
 
 use common::{attempt_body, service_on};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use payment_attempts_local::dynamodb_local::DynamoDbLocal;
 
 const LIST: &str = "/v1/payments/attempts";
@@ -40,4 +44,106 @@ async fn an_outage_is_a_503_with_retry_after_and_the_service_recovers() {
     common::template().create_table(&svc.client, &svc.table).await.unwrap();
     let after = svc.post("org_acme", LIST, &body).await;
     assert_eq!(after.status, 201, "{}", after.text);
+}
+
+/// The engine stopped in the middle of a write load and started again on the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_write_load_an_outage_loses_no_acknowledged_attempt() {
+    let data = std::env::temp_dir().join(format!("ddb-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    let data_dir = data.clone();
+    let port = payment_attempts_local::dynamodb_local::free_port().unwrap();
+    let engine = DynamoDbLocal::start_persistent(port, &data).expect("DynamoDB Local starts");
+    let svc = Arc::new(service_on(&engine.endpoint()).await);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicBool::new(true));
+    let clients = 8;
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (svc, acked, refused, running) = (svc.clone(), acked.clone(), refused.clone(), running.clone());
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while running.load(Ordering::SeqCst) {
+                    let body = attempt_body(Some(&format!("session_c{c}")), &format!("0.{:03}", sent % 1000));
+                    let reply = svc.post("org_acme", LIST, &body).await;
+                    match reply.status {
+                        201 => acked.lock().unwrap().push(reply.json()["id"].as_str().unwrap().to_owned()),
+                        503 => {
+                            assert_eq!(reply.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+                            assert_eq!(reply.error().0, "storage_unavailable");
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            // A polite client waits as Retry-After asks (shortened here).
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => panic!("client {c} request {sent}: {other} {}", reply.text),
+                    }
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let acked_count = || acked.lock().unwrap().len();
+    let wait_for = |target: usize| async move {
+        let started = std::time::Instant::now();
+        while acked_count() < target {
+            assert!(started.elapsed() < Duration::from_secs(60), "stuck below {target} acknowledged writes");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // Let the load get going, pull the engine out from under it, bring it back, go on.
+    wait_for(100).await;
+    let mut engine = tokio::task::spawn_blocking(move || {
+        let mut engine = engine;
+        engine.stop();
+        engine
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before_restart = acked_count();
+    engine = tokio::task::spawn_blocking(move || {
+        drop(engine);
+        DynamoDbLocal::start_persistent(port, &data_dir).expect("DynamoDB Local restarts on its data")
+    })
+    .await
+    .unwrap();
+    wait_for(before_restart + 100).await;
+    running.store(false, Ordering::SeqCst);
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let refused = refused.load(Ordering::SeqCst);
+    assert_eq!(acked.len() + refused, sent);
+    assert!(refused > 0, "the outage refused some writes");
+    assert!(acked.len() >= before_restart + 100, "the same service served again after the outage");
+    // Every acknowledged attempt is there, once.
+    let mut found = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page = svc.get("org_acme", &format!("{LIST}?limit=100{cursor}")).await.json();
+        let rows = page["data"].as_array().unwrap();
+        for row in rows {
+            assert!(found.insert(row["id"].as_str().unwrap().to_owned()), "listed twice: {row}");
+        }
+        if page["has_more"] == serde_json::json!(false) {
+            break;
+        }
+        cursor = format!("&starting_after={}", rows.last().unwrap()["id"].as_str().unwrap());
+    }
+    let missing: Vec<&String> = acked.iter().filter(|id| !found.contains(*id)).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    println!(
+        "faults: {} writes under load, {} acknowledged ({} after the restart) and all present, {} refused with 503 + Retry-After, {} stored in all",
+        sent,
+        acked.len(),
+        acked.len() - before_restart,
+        refused,
+        found.len()
+    );
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -24,7 +24,8 @@ async fn another_organizations_ids_sessions_cursors_keys_and_hashes_reach_nothin
         }
         victim_ids.push(svc.record("org_victim", &body).await["id"].as_str().unwrap().to_owned());
     }
-    let own = svc.record("org_attacker", &attempt_body(Some("session_mine"), "1")).await["id"].as_str().unwrap().to_owned();
+    let own =
+        svc.record("org_attacker", &attempt_body(Some("session_mine"), "1")).await["id"].as_str().unwrap().to_owned();
 
     for id in &victim_ids {
         let stolen = svc.get("org_attacker", &format!("{LIST}/{id}")).await;
@@ -93,7 +94,12 @@ async fn tokens_without_a_usable_organization_claim_are_401() {
         String::new(),
     ];
     for auth in &auths {
-        for (method, target) in [("GET", LIST.to_owned()), ("GET", format!("{LIST}/summary")), ("GET", format!("{LIST}/payatt_{}", "0".repeat(32))), ("POST", LIST.to_owned())] {
+        for (method, target) in [
+            ("GET", LIST.to_owned()),
+            ("GET", format!("{LIST}/summary")),
+            ("GET", format!("{LIST}/payatt_{}", "0".repeat(32))),
+            ("POST", LIST.to_owned()),
+        ] {
             let body = attempt_body(None, "1").to_string();
             let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
             let reply = svc.request_with(method, &target, &headers, body.as_bytes()).await;
