@@ -4,7 +4,7 @@
 CARGO_BUILD := cargo build --workspace --all-targets
 ORG ?= org_acme
 
-.PHONY: setup dev test token lint
+.PHONY: setup dev test token lint load
 
 setup:
 	@scripts/setup
@@ -25,3 +25,7 @@ token:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# 5,000 creates from 32 clients over loopback, then a full page walk (make test runs 1,000).
+load: setup
+	LOAD_REQUESTS=5000 LOAD_CLIENTS=32 cargo test --test load -- --nocapture

@@ -1,0 +1,105 @@
+//! Load over loopback: concurrent clients create attempts through the local HTTP server, then
+//! a full page walk finds each exactly once. Bounded in count and time; prints throughput and
+//! latency percentiles. `LOAD_REQUESTS` and `LOAD_CLIENTS` change its size (`make load`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use payment_attempts::runtime::Settings;
+use payment_attempts_local::local_api::LocalApi;
+use serde_json::Value;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_over_loopback_are_each_stored_once() {
+    let (requests, clients) = (env_or("LOAD_REQUESTS", 1000), env_or("LOAD_CLIENTS", 32));
+    let svc = common::service().await;
+    let api = Arc::new(LocalApi::new(common::template().routes, svc.store.clone(), Settings::new(&svc.table)));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(api.serve(listener));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let auth = common::bearer("org_load");
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (client, base, auth) = (client.clone(), base.clone(), auth.clone());
+            let count = requests / clients + usize::from(c < requests % clients);
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(count);
+                for i in 0..count {
+                    let body =
+                        common::attempt_body(Some(&format!("session_l{}", c % 8)), &format!("0.{:04}", i % 10_000))
+                            .to_string();
+                    let request = hyper::Request::post(format!("{base}/v1/payments/attempts"))
+                        .header("authorization", &auth)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap();
+                    let sent = Instant::now();
+                    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+                        .await
+                        .expect("answered in time")
+                        .expect("HTTP");
+                    let status = response.status().as_u16();
+                    let text = response.into_body().collect().await.unwrap().to_bytes();
+                    latencies.push(sent.elapsed());
+                    assert_eq!(status, 201, "client {c}: {}", String::from_utf8_lossy(&text));
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(requests);
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+
+    // Walk every page over HTTP: each attempt once, newest first.
+    let mut seen = std::collections::HashSet::new();
+    let mut previous: Option<String> = None;
+    let mut cursor = String::new();
+    loop {
+        let request = hyper::Request::get(format!("{base}/v1/payments/attempts?limit=100{cursor}"))
+            .header("authorization", &auth)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let page: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        for row in page["data"].as_array().unwrap() {
+            let id = row["id"].as_str().unwrap().to_owned();
+            assert!(previous.as_ref().is_none_or(|p| *p > id), "newest first");
+            assert!(seen.insert(id.clone()), "{id} listed twice");
+            previous = Some(id);
+        }
+        if page["has_more"] == Value::Bool(false) {
+            break;
+        }
+        cursor = format!("&starting_after={}", previous.as_ref().unwrap());
+    }
+    assert_eq!(seen.len(), requests);
+    server.abort();
+    println!(
+        "load: {requests} creates from {clients} clients in {:.2} s: {:.0} creates/s, latency p50 {:?} p99 {:?} max {:?}; page walk found {} attempts, each once",
+        elapsed.as_secs_f64(),
+        requests as f64 / elapsed.as_secs_f64(),
+        percentile(0.50),
+        percentile(0.99),
+        latencies.last().unwrap(),
+        seen.len()
+    );
+}
