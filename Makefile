@@ -4,7 +4,7 @@
 CARGO_BUILD := cargo build --workspace --all-targets
 ORG ?= org_acme
 
-.PHONY: setup dev test token lint load
+.PHONY: setup dev test token lint load fuzz
 
 setup:
 	@scripts/setup
@@ -29,3 +29,13 @@ lint:
 # 5,000 creates from 32 clients over loopback, then a full page walk (make test runs 1,000).
 load: setup
 	LOAD_REQUESTS=5000 LOAD_CLIENTS=32 cargo test --test load -- --nocapture
+
+# Each fuzz target for FUZZ_SECONDS (default 60), from the committed seeds in fuzz/seeds/.
+# cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP lets the stable toolchain use them.
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	for target in body query scalars; do \
+	  mkdir -p fuzz/corpus/$$target && \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$target fuzz/corpus/$$target fuzz/seeds/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

@@ -35,6 +35,8 @@ pub struct Route {
 pub struct Template {
     table: Yaml,
     pub routes: Vec<Route>,
+    /// DynamoDB actions each function's policies allow, by binary.
+    pub dynamodb_actions: Vec<(String, Vec<String>)>,
 }
 
 fn shape(what: impl Into<String>) -> TemplateError {
@@ -57,11 +59,25 @@ impl Template {
             docs.first().map(|d| &d["Resources"]).and_then(Yaml::as_hash).ok_or_else(|| shape("no Resources"))?;
         let mut table = None;
         let mut routes = Vec::new();
+        let mut dynamodb_actions = Vec::new();
         for (_, resource) in resources {
             match resource["Type"].as_str() {
                 Some("AWS::DynamoDB::Table") => table = Some(resource["Properties"].clone()),
                 Some("AWS::Serverless::Function") => {
                     let function = str_at(&resource["Metadata"]["BuildProperties"], "Binary")?;
+                    let mut actions = Vec::new();
+                    for policy in resource["Properties"]["Policies"].as_vec().into_iter().flatten() {
+                        for statement in policy["Statement"].as_vec().into_iter().flatten() {
+                            match &statement["Action"] {
+                                Yaml::String(action) => actions.push(action.clone()),
+                                Yaml::Array(list) => {
+                                    actions.extend(list.iter().filter_map(Yaml::as_str).map(str::to_owned))
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    dynamodb_actions.push((function.to_owned(), actions));
                     for (_, event) in resource["Properties"]["Events"].as_hash().into_iter().flatten() {
                         if event["Type"].as_str() == Some("HttpApi") {
                             routes.push(Route {
@@ -77,7 +93,7 @@ impl Template {
             }
         }
         let table = table.ok_or_else(|| shape("no AWS::DynamoDB::Table resource"))?;
-        Ok(Template { table, routes })
+        Ok(Template { table, routes, dynamodb_actions })
     }
 
     /// Creates the table as declared (keys, indexes, TTL) under `name`; an existing table is kept.
@@ -200,6 +216,41 @@ mod tests {
             assert!(routes.iter().any(|r| r == expected), "{expected} not in {routes:?}");
         }
         assert_eq!(t.ttl_attribute(), Some(payment_attempts::store::schema::TTL_ATTRIBUTE));
+        // DynamoDB Local checks no IAM: the template must allow what each function's calls need.
+        let needs: [(&str, &[&str]); 4] = [
+            ("list", &["dynamodb:Query"]),
+            ("retrieve", &["dynamodb:GetItem"]),
+            // Transactions: Put (attempt, key, guard), Update (counters), Delete and
+            // ConditionCheck (guard); reads: GetItem.
+            (
+                "record-attempt",
+                &[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
+            ),
+            (
+                "record-attempt-worker",
+                &[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
+            ),
+        ];
+        for (function, actions) in needs {
+            let allowed = &t.dynamodb_actions.iter().find(|(f, _)| f == function).expect(function).1;
+            let mut sorted = allowed.clone();
+            sorted.sort();
+            let mut wanted: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+            wanted.sort();
+            assert_eq!(sorted, wanted, "{function}: least privilege, and enough");
+        }
         let iam: Vec<&str> = t.routes.iter().filter(|r| r.iam).map(|r| r.path.as_str()).collect();
         assert_eq!(iam, ["/internal/v1/payments/attempts", "/internal/v1/payments/attempts/{id}"]);
     }
