@@ -217,6 +217,30 @@ fn corpus() -> Vec<Case> {
         case.headers = vec![("content-type", content_type.to_owned())];
         cases.push(case);
     }
+    let mut bare = json_post(
+        LIST,
+        attempt_body(None, "1").to_string().into_bytes(),
+        415,
+        None,
+        "body without content-type".into(),
+    );
+    bare.headers.clear();
+    cases.push(bare);
+    cases.push(get(format!("{LIST}/{ID}?organization_id=org_other"), 400, Some("organization_id")));
+    cases.push(json_post(
+        &format!("{LIST}?expand=x"),
+        attempt_body(None, "1").to_string().into_bytes(),
+        400,
+        Some("expand"),
+        "query on create".into(),
+    ));
+    cases.push(json_post(
+        &format!("{LIST}/{ID}?org=x"),
+        json!({"status": "released"}).to_string().into_bytes(),
+        400,
+        Some("org"),
+        "query on update".into(),
+    ));
     for key in ["", "with space", "ключ", &"k".repeat(256)] {
         let mut case = json_post(
             LIST,

@@ -130,12 +130,14 @@ impl ApiError {
         }
     }
 
+    /// A write that fails this way may or may not have been stored (its answer was lost):
+    /// a retry with the same Idempotency-Key settles it without recording anything twice.
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
             "storage_unavailable",
-            "Storage is temporarily unavailable; nothing was written. Retry after the Retry-After delay.",
+            "Storage is temporarily unavailable. Retry after the Retry-After delay; retry writes with the same Idempotency-Key so that none is recorded twice.",
         )
     }
 
@@ -393,7 +395,9 @@ pub fn summary_query(req: &Request) -> Result<SummaryScope, ApiError> {
                     )
                     .into());
                 }
-                let hour = i64::try_from(nanos.div_euclid(hour_nanos)).map_err(|_| invalid("out of range"))?;
+                // Whole hours from 1970 to the year 9999.
+                let hour = i64::try_from(nanos.div_euclid(hour_nanos)).ok().filter(|h| (0..=MAX_HOUR).contains(h));
+                let hour = hour.ok_or_else(|| invalid("must be between 1970 and the year 9999"))?;
                 if name == "created[gte]" {
                     from = Some(hour)
                 } else {
@@ -424,6 +428,9 @@ pub fn summary_query(req: &Request) -> Result<SummaryScope, ApiError> {
         (None, Some(_), None) => Err(InvalidRequest::missing("created[lt]").into()),
     }
 }
+
+/// 9999-12-31T23:00:00Z, in hours since the epoch.
+const MAX_HOUR: i64 = 253_402_297_200 / 3600;
 
 pub fn summary_response(scope: &SummaryScope, summary: &Summary) -> Response<Body> {
     #[derive(Serialize)]
@@ -485,10 +492,24 @@ impl TimeBounds {
     }
 }
 
+/// Routes that take no query parameters refuse any, by name.
+pub fn no_query(req: &Request) -> Result<(), ApiError> {
+    let params = req.query_string_parameters();
+    let mut names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
+    names.sort_unstable();
+    match names.first() {
+        Some(name) => Err(InvalidRequest::unknown(name).into()),
+        None => Ok(()),
+    }
+}
+
 /// The JSON body of a write, within size and media-type limits.
 pub fn json_body(req: &Request) -> Result<&[u8], ApiError> {
-    if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
-        let media = content_type.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let bytes: &[u8] = req.body().as_ref();
+    let content_type = req.headers().get(CONTENT_TYPE);
+    if content_type.is_some() || !bytes.is_empty() {
+        let content_type = content_type.and_then(|c| c.to_str().ok()).unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media != "application/json" {
             return Err(ApiError {
                 param: None,
@@ -501,7 +522,6 @@ pub fn json_body(req: &Request) -> Result<&[u8], ApiError> {
             });
         }
     }
-    let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

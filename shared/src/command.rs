@@ -146,7 +146,8 @@ impl StatusUpdate {
         let status = required(&mut f, "status", parse_status)?;
         let error_message = v::optional_string(f.take("error_message"), "error_message", 1000)?;
         let status_note = status_note(f.take("status_details"), "status_details")?;
-        let receipt = match f.take("receipt") {
+        // Absent or null: the receipt stays as it is (a settlement never erases evidence).
+        let receipt = match f.take("receipt").filter(|raw| !v::is_null(raw)) {
             Some(raw) => Some(v::receipt(Some(raw), "receipt")?),
             None => None,
         };
@@ -466,6 +467,8 @@ mod tests {
         assert_eq!(again.unwrap_err(), InvalidTransition { from: Status::Succeeded, to: Status::Failed });
         let to_pending = update(json!({"status": "pending"})).unwrap().apply(&pending, later);
         assert!(to_pending.is_err());
+        let released = update(json!({"status": "released", "receipt": null})).unwrap().apply(&pending, later).unwrap();
+        assert_eq!(released.receipt.get(), pending.receipt.get(), "a null receipt keeps the one recorded");
     }
 
     #[test]

@@ -31,7 +31,8 @@ impl Amount {
         Amount(Decimal::new(999_999_999_999_999_999, MAX_DECIMAL_PLACES))
     }
 
-    /// Parses the literal text of a JSON number (`0.014`, `1e-3`, `15`) exactly.
+    /// Parses the literal text of a JSON number (`0.014`, `1e-3`, `15`) exactly, from its
+    /// digits: never through `f64`, and never through a rounding multiplication.
     pub fn parse_json_number(text: &str) -> Result<Self, AmountError> {
         let text = text.trim();
         if let Some(unsigned) = text.strip_prefix('-') {
@@ -41,14 +42,49 @@ impl Amount {
                 _ => Err(AmountError::NotANumber),
             };
         }
-        if !text.starts_with(|c: char| c.is_ascii_digit()) {
+        let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+            Some((m, e)) => (m, Some(e)),
+            None => (text, None),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int.is_empty() || !all_digits(int) || !all_digits(frac) {
             return Err(AmountError::NotANumber);
         }
-        let value = if text.contains(['e', 'E']) {
-            scientific(text)?
-        } else {
-            Decimal::from_str_exact(text).map_err(|_| too_precise_or_large(text))?
+        let digits = format!("{int}{}", frac.trim_end_matches('0'));
+        let digits = digits.trim_start_matches('0');
+        if digits.is_empty() {
+            return Ok(Amount(Decimal::ZERO));
+        }
+        let exponent = match exponent {
+            None => 0,
+            Some(e) => match e.parse::<i64>() {
+                Ok(e) => e,
+                // An exponent beyond i64 gives no amount we keep: say which way it is out.
+                Err(_)
+                    if all_digits(e.trim_start_matches(['+', '-'])) && !e.trim_start_matches(['+', '-']).is_empty() =>
+                {
+                    return Err(if e.starts_with('-') { AmountError::TooPrecise } else { AmountError::TooLarge });
+                }
+                Err(_) => return Err(AmountError::NotANumber),
+            },
         };
+        // value = significant * 10^-scale, with no trailing zeros left in `significant`.
+        let significant = digits.trim_end_matches('0');
+        let trailing_zeros = (digits.len() - significant.len()) as i64;
+        let frac_len = frac.trim_end_matches('0').len() as i64;
+        let scale = frac_len.saturating_sub(exponent).saturating_sub(trailing_zeros);
+        if scale > i64::from(MAX_DECIMAL_PLACES) {
+            return Err(AmountError::TooPrecise);
+        }
+        if (significant.len() as i64).saturating_sub(scale) > 12 {
+            return Err(AmountError::TooLarge);
+        }
+        // At most 18 significant digits and a shift of at most 12 places now: exact in i128.
+        let significant: i128 = significant.parse().map_err(|_| AmountError::NotANumber)?;
+        let (mantissa, scale) =
+            if scale < 0 { (significant * 10_i128.pow(scale.unsigned_abs() as u32), 0) } else { (significant, scale) };
+        let value = Decimal::try_from_i128_with_scale(mantissa, scale as u32).map_err(|_| AmountError::TooLarge)?;
         Self::from_decimal(value)
     }
 
@@ -70,37 +106,6 @@ impl Amount {
 
     pub fn as_decimal(&self) -> Decimal {
         self.0
-    }
-}
-
-fn scientific(text: &str) -> Result<Decimal, AmountError> {
-    let (mantissa, exponent) = text.split_once(['e', 'E']).ok_or(AmountError::NotANumber)?;
-    let exponent: i64 = exponent.parse().map_err(|_| AmountError::NotANumber)?;
-    let mantissa = Decimal::from_str_exact(mantissa).map_err(|_| too_precise_or_large(mantissa))?;
-    // Out of range exponents cannot give an accepted amount: say which bound they break.
-    if exponent > 28 {
-        return if mantissa.is_zero() { Ok(Decimal::ZERO) } else { Err(AmountError::TooLarge) };
-    }
-    if exponent < -28 {
-        return if mantissa.is_zero() { Ok(Decimal::ZERO) } else { Err(AmountError::TooPrecise) };
-    }
-    let shift = Decimal::from_scientific(&format!("1e{exponent}")).map_err(|_| AmountError::NotANumber)?;
-    mantissa.checked_mul(shift).ok_or(AmountError::TooLarge).and_then(|v| {
-        // A product that had to round lost digits: more precision than we keep.
-        if v.is_zero() && !mantissa.is_zero() {
-            Err(AmountError::TooPrecise)
-        } else {
-            Ok(v)
-        }
-    })
-}
-
-fn too_precise_or_large(text: &str) -> AmountError {
-    let integer_digits = text.split('.').next().unwrap_or("").trim_start_matches('0').len();
-    if integer_digits > 12 {
-        AmountError::TooLarge
-    } else {
-        AmountError::TooPrecise
     }
 }
 
@@ -185,6 +190,12 @@ mod tests {
         assert_eq!(ok("1E-6"), "0.000001");
         assert_eq!(ok("999999999999.999999"), "999999999999.999999");
         assert_eq!(ok("0e400"), "0");
+        assert_eq!(ok("0.100000000000000000000000000000000000"), "0.1");
+        assert_eq!(ok("100e-8"), "0.000001");
+        assert_eq!(ok("0.00000100000e0"), "0.000001");
+        assert_eq!(ok("1e11"), "100000000000");
+        assert_eq!(ok("12e+2"), "1200");
+        assert_eq!(ok("000123.4500"), "123.45");
     }
 
     #[test]
@@ -208,7 +219,13 @@ mod tests {
         assert_eq!(err("1e400"), TooLarge);
         assert_eq!(err("1e-400"), TooPrecise);
         assert_eq!(err("123456789012345678901234567890"), TooLarge);
+        assert_eq!(err("1.0000000000000000000000000001e-1"), TooPrecise);
+        assert_eq!(err("1e99999999999999999999"), TooLarge);
+        assert_eq!(err("1e-99999999999999999999"), TooPrecise);
         assert_eq!(err("\"0.1\""), NotANumber);
+        assert_eq!(err(".5"), NotANumber);
+        assert_eq!(err("1e"), NotANumber);
+        assert_eq!(err("0x10"), NotANumber);
         assert_eq!(err("null"), NotANumber);
         assert_eq!(err("true"), NotANumber);
     }

@@ -154,7 +154,7 @@ impl AttemptStore {
         let (low, high) = match scope {
             SummaryScope::Session(session) => {
                 let key = session_counter(session);
-                (key.clone(), key)
+                (format!("{key}#"), format!("{key}#~"))
             }
             SummaryScope::Organization { hours: None } => (format!("{ORG_COUNTER}#"), format!("{ORG_COUNTER}#~")),
             SummaryScope::Organization { hours: Some((from, to)) } => {
@@ -484,7 +484,8 @@ fn guard_sk(hash: &str) -> String {
 
 const ORG_COUNTER: &str = "SUM#ORG";
 const HOUR_COUNTER: &str = "SUM#HR";
-/// Organization-wide counters are split over shards so that concurrent writes rarely meet.
+/// Counters are split over shards (picked by the attempt id) so that concurrent writes rarely
+/// meet on one item; a summary adds the shards up.
 const COUNTER_SHARDS: u32 = 4;
 /// Rounds a transaction is tried while shared counters are busy.
 const CONTENTION_RETRIES: u32 = 6;
@@ -493,13 +494,13 @@ fn session_counter(session: &SessionId) -> String {
     format!("SUM#SES#{session}")
 }
 
-/// The counters an attempt counts in: its session's, a shard of its organization's, and a
-/// shard of the hour it was created in.
+/// The counters an attempt counts in: a shard of its session's, of its organization's, and of
+/// the hour it was created in.
 fn counter_keys(attempt: &Attempt) -> Vec<String> {
     let shard = attempt.id.as_str().bytes().last().map_or(0, |b| u32::from(b) % COUNTER_SHARDS);
     let hour = attempt.created_at.unix_millis().div_euclid(HOUR_MS);
     let mut keys = vec![format!("{ORG_COUNTER}#{shard}"), format!("{HOUR_COUNTER}#{hour:010}#{shard}")];
-    keys.extend(attempt.session_id.as_ref().map(session_counter));
+    keys.extend(attempt.session_id.as_ref().map(|session| format!("{}#{shard}", session_counter(session))));
     keys
 }
 
@@ -565,6 +566,15 @@ impl Write {
 
 /// Why a transaction was cancelled, from the reason DynamoDB gives for each of its writes.
 fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError {
+    // The idempotency key speaks first: if a request with this key already committed, this
+    // one is its retry, whatever else its own writes ran into.
+    for (kind, reason) in kinds.iter().zip(reasons) {
+        match (kind, reason.code().unwrap_or("None")) {
+            (WriteKind::Key, "ConditionalCheckFailed") => return StoreError::IdempotencyKeyTaken,
+            (WriteKind::Key, "TransactionConflict") => return StoreError::IdempotencyKeyInUse,
+            _ => {}
+        }
+    }
     let mut contention = false;
     for (kind, reason) in kinds.iter().zip(reasons) {
         match (kind, reason.code().unwrap_or("None")) {
@@ -577,8 +587,6 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
                     None => StoreError::Corrupt("replay guard without attempt_id".to_owned()),
                 };
             }
-            (WriteKind::Key, "ConditionalCheckFailed") => return StoreError::IdempotencyKeyTaken,
-            (WriteKind::Key, "TransactionConflict") => return StoreError::IdempotencyKeyInUse,
             // The attempt itself is being written by someone else: the caller re-reads.
             (WriteKind::Attempt, "TransactionConflict") => return StoreError::VersionConflict,
             (_, "TransactionConflict") => contention = true,

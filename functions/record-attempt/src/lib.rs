@@ -24,6 +24,7 @@ pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> 
 
 async fn write(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
     let caller = Caller::from_request(req, settings)?;
+    api::no_query(req)?;
     let body = api::json_body(req)?;
     let writer = Writer::new(store, caller, api::idempotency_key(req)?);
     if req.path_parameters_ref().is_some_and(|p| p.first("id").is_some()) {
@@ -50,7 +51,8 @@ mod tests {
     #[tokio::test]
     async fn invalid_body_is_400_naming_the_parameter() {
         let body = r#"{"capability": "c", "operation": "o", "amount_usd": 1e-7, "target_url": "https://x.example/"}"#;
-        let req = with_org(Request::new(lambda_http::Body::from(body)), "org_acme");
+        let mut req = with_org(Request::new(lambda_http::Body::from(body)), "org_acme");
+        req.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static("application/json"));
         let response = handle(&unreachable_store(), &Settings::new("unused"), req).await.unwrap();
         assert_eq!(response.status(), 400);
         assert_eq!(json(&response)["error"]["param"], "amount_usd");

@@ -62,8 +62,13 @@ impl<'a> Writer<'a> {
                     tracing::info!(organization_id = %org, attempt_id = %id, from = %before.status, to = %after.status, "payment attempt status changed");
                     return Ok(response);
                 }
-                // Someone else changed it first: read again, and the lifecycle answers.
-                Err(StoreError::VersionConflict) => continue,
+                // Someone else changed it first. If that was this request's own first try under
+                // the same key, answer as it did; else read again, and the lifecycle answers.
+                Err(StoreError::VersionConflict) => {
+                    if let Some(replayed) = self.replay(&org, &fingerprint).await? {
+                        return Ok(replayed);
+                    }
+                }
                 Err(e) => return self.lost_race(&org, e, &fingerprint).await,
             }
         }

@@ -12,6 +12,7 @@ pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> 
 
 async fn retrieve(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
     let org = api::organization(req, settings)?;
+    api::no_query(req)?;
     let id = api::attempt_id(req)?;
     // Another organization's attempt is under another partition key: it reads as missing.
     let attempt = store.get(&org, &id).await?.ok_or_else(|| ApiError::not_found(id.as_str()))?;
