@@ -256,3 +256,53 @@ async fn of_two_racing_creates_with_one_hash_exactly_one_is_recorded() {
     let page = svc.get(ORG, &format!("{LIST}?limit=100")).await.json();
     assert_eq!(page["data"].as_array().unwrap().len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_in_flight_answers_409_and_records_once() {
+    let svc = Arc::new(service().await);
+    let body = create_body("pending", None).to_string();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (svc, body) = (svc.clone(), body.clone());
+            tokio::spawn(async move { svc.post_keyed(ORG, LIST, &body, "key-race").await })
+        })
+        .collect();
+    let (mut first, mut replayed, mut in_use) = (Vec::new(), 0, 0);
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match (reply.status, reply.headers.contains_key("idempotent-replayed")) {
+            (201, false) => first.push(reply.text),
+            (201, true) => replayed += 1,
+            (409, _) => {
+                assert_eq!(reply.error().0, "idempotency_key_in_use");
+                in_use += 1
+            }
+            other => panic!("{other:?}: {}", reply.text),
+        }
+    }
+    assert_eq!(first.len(), 1, "one request ran; {replayed} replayed, {in_use} in use");
+    let again = svc.post_keyed(ORG, LIST, &body, "key-race").await;
+    assert_eq!(again.text, first[0]);
+    let page = svc.get(ORG, LIST).await.json();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "recorded once");
+    println!("same key x10 at once: 1 ran, {replayed} replayed, {in_use} told it is in use");
+}
+
+#[tokio::test]
+async fn a_refusal_after_the_key_was_taken_is_kept_under_it() {
+    let svc = service().await;
+    let missing = format!("{LIST}/payatt_{}", "0".repeat(32));
+    let update = update_body("succeeded").to_string();
+    let first = svc.post_keyed(ORG, &missing, &update, "key-404").await;
+    assert_eq!(first.status, 404);
+    let again = svc.post_keyed(ORG, &missing, &update, "key-404").await;
+    assert_eq!((again.status, again.text.as_str()), (404, first.text.as_str()));
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = svc.post_keyed(ORG, &missing, &update_body("released").to_string(), "key-404").await;
+    assert_eq!((other.status, other.json()["error"]["type"].clone()), (400, json!("idempotency_error")));
+    // A body refused before it ran (invalid) does not take the key.
+    let invalid = svc.post_keyed(ORG, LIST, r#"{"capability": 1}"#, "key-valid-later").await;
+    assert_eq!(invalid.status, 400);
+    let valid = svc.post_keyed(ORG, LIST, &create_body("pending", None).to_string(), "key-valid-later").await;
+    assert_eq!(valid.status, 201, "{}", valid.text);
+}

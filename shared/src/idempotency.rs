@@ -9,12 +9,34 @@ use crate::validation::InvalidRequest;
 pub const HEADER: &str = "Idempotency-Key";
 /// How long a key and its response are kept.
 pub const KEY_TTL_SECONDS: i64 = 24 * 60 * 60;
+/// How long a request in flight holds its key: longer than the Lambda timeout, so an older
+/// claim has no request behind it any more and a retry may take the key over.
+pub const CLAIM_SECONDS: i64 = 15;
+
+/// A key taken by the request now in flight; only its holder (by `token`) finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub key: String,
+    pub token: String,
+    pub fingerprint: String,
+}
+
+/// What a key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// A request with this key is being processed.
+    InFlight { fingerprint: String },
+    /// The response given to the request that first used the key.
+    Done(IdempotencyRecord),
+}
 const MAX_KEY_LENGTH: usize = 255;
 
 /// A response kept under an idempotency key, replayed to a retry of the same request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
     pub key: String,
+    /// The claim this record finishes.
+    pub token: String,
     /// Identifies the request (operation and exact body) the key was first used with.
     pub fingerprint: String,
     pub status: u16,
@@ -24,10 +46,11 @@ pub struct IdempotencyRecord {
 }
 
 impl IdempotencyRecord {
-    pub fn new(key: &str, fingerprint: &str, status: u16, body: &str, now: Timestamp) -> Self {
+    pub fn new(claim: &KeyClaim, status: u16, body: &str, now: Timestamp) -> Self {
         IdempotencyRecord {
-            key: key.to_owned(),
-            fingerprint: fingerprint.to_owned(),
+            key: claim.key.clone(),
+            token: claim.token.clone(),
+            fingerprint: claim.fingerprint.clone(),
             status,
             body: body.to_owned(),
             expires_at: now.unix_seconds() + KEY_TTL_SECONDS,

@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 
 use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
-use crate::idempotency::IdempotencyRecord;
+use crate::idempotency::{IdempotencyRecord, KeyClaim, KeyState, CLAIM_SECONDS};
 use crate::money::{Amount, Currency};
 use crate::page::{Cursor, ListQuery, Page};
 use crate::summary::{Summary, SummaryScope, ATTEMPT_STATUSES, HOUR_MS};
@@ -57,8 +57,8 @@ pub enum StoreError {
     /// A pending or succeeded attempt of the organization already holds this request hash.
     #[error("request_hash already held by {0}")]
     DuplicateRequest(AttemptId),
-    /// A concurrent request recorded this idempotency key first.
-    #[error("idempotency key recorded by another request")]
+    /// Another request holds or has used this idempotency key.
+    #[error("idempotency key held by another request")]
     IdempotencyKeyTaken,
     /// A concurrent transaction is writing this idempotency key right now.
     #[error("idempotency key in use by a request in flight")]
@@ -221,13 +221,13 @@ impl AttemptStore {
             .map_err(|e| StoreError::Other(e.to_string()))
     }
 
-    /// The response kept under `key`, unless it has expired (TTL deletion lags behind).
-    pub async fn idempotency_record(
+    /// What `key` holds, unless it has expired (TTL deletion lags behind).
+    pub async fn key_state(
         &self,
         org: &OrganizationId,
         key: &str,
         now: Timestamp,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+    ) -> Result<Option<KeyState>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -244,13 +244,79 @@ impl AttemptStore {
         if expires_at <= now.unix_seconds() {
             return Ok(None);
         }
-        Ok(Some(IdempotencyRecord {
+        let fingerprint = get_s(&item, "fingerprint")?.to_owned();
+        if get_s(&item, "state")? == "in_flight" {
+            return Ok(Some(KeyState::InFlight { fingerprint }));
+        }
+        Ok(Some(KeyState::Done(IdempotencyRecord {
             key: key.to_owned(),
-            fingerprint: get_s(&item, "fingerprint")?.to_owned(),
+            token: get_s(&item, "claim")?.to_owned(),
+            fingerprint,
             status: number("status").and_then(|n| u16::try_from(n).ok()).ok_or_else(|| corrupt("status"))?,
             body: get_s(&item, "body")?.to_owned(),
             expires_at,
-        }))
+        })))
+    }
+
+    /// Takes `key` for a request now in flight, unless another holds it (or held it and has
+    /// not expired): then [`StoreError::IdempotencyKeyTaken`].
+    pub async fn claim_key(
+        &self,
+        org: &OrganizationId,
+        key: &str,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<KeyClaim, StoreError> {
+        let claim = KeyClaim {
+            key: key.to_owned(),
+            token: uuid::Uuid::now_v7().simple().to_string(),
+            fingerprint: fingerprint.to_owned(),
+        };
+        let item = HashMap::from([
+            (PARTITION_KEY.to_owned(), s(org_key(org))),
+            (SORT_KEY.to_owned(), s(key_sk(key))),
+            ("state".to_owned(), s("in_flight")),
+            ("claim".to_owned(), s(&claim.token)),
+            ("fingerprint".to_owned(), s(fingerprint)),
+            (TTL_ATTRIBUTE.to_owned(), AttributeValue::N((now.unix_seconds() + CLAIM_SECONDS).to_string())),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(format!("attribute_not_exists(#pk) OR {TTL_ATTRIBUTE} < :now"))
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_values(":now", AttributeValue::N(now.unix_seconds().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(claim),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::IdempotencyKeyTaken)
+            }
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Keeps an outcome that was not a write (a refusal) under its claimed key.
+    pub async fn finish_key(&self, org: &OrganizationId, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        self.transact(vec![Write::Key(self.put_key(org, record)?)]).await
+    }
+
+    /// Gives a claimed key back, so a retry of a request that failed for want of storage runs.
+    pub async fn release_key(&self, org: &OrganizationId, claim: &KeyClaim) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(org_key(org)))
+            .key(SORT_KEY, s(key_sk(&claim.key)))
+            .condition_expression("claim = :token")
+            .expression_attribute_values(":token", s(&claim.token))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     fn put_guard(&self, org: &OrganizationId, hash: &str, id: &AttemptId) -> Result<Put, StoreError> {
@@ -287,18 +353,19 @@ impl AttemptStore {
             .map_err(|e| StoreError::Other(e.to_string()))
     }
 
+    /// The finished record, written only by the holder of the claim.
     fn put_key(&self, org: &OrganizationId, key: &IdempotencyRecord) -> Result<Put, StoreError> {
         let item = HashMap::from([
             (PARTITION_KEY.to_owned(), s(org_key(org))),
             (SORT_KEY.to_owned(), s(key_sk(&key.key))),
+            ("state".to_owned(), s("done")),
+            ("claim".to_owned(), s(&key.token)),
             ("fingerprint".to_owned(), s(&key.fingerprint)),
             ("status".to_owned(), AttributeValue::N(key.status.to_string())),
             ("body".to_owned(), s(&key.body)),
             (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(key.expires_at.to_string())),
         ]);
-        // An expired record that TTL has not deleted yet may be taken over.
-        let now = AttributeValue::N(Timestamp::now().unix_seconds().to_string());
-        put(&self.table, item, &format!("attribute_not_exists(#pk) OR {TTL_ATTRIBUTE} < :now"), &[(":now", now)])
+        put(&self.table, item, "claim = :token", &[(":token", s(&key.token))])
     }
 
     /// Runs the writes as one transaction. Its request token makes the SDK's own retries of it

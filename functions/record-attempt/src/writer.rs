@@ -1,10 +1,15 @@
 //! Writes an attempt or a status change, with Stripe-style idempotency, for any caller.
+//!
+//! With an `Idempotency-Key`, a request first claims the key (a retry meanwhile gets 409
+//! `idempotency_key_in_use`), then writes its response under it in the same transaction as
+//! the attempt; a refusal after the claim (404, 409) is kept too, so a retry gets the same
+//! answer; a storage failure gives the key back so that a retry runs again.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use payment_attempts::api::{self, ApiError, Caller};
 use payment_attempts::command::{NewAttempt, StatusUpdate};
-use payment_attempts::idempotency::{self, IdempotencyRecord};
+use payment_attempts::idempotency::{self, IdempotencyRecord, KeyClaim, KeyState};
 use payment_attempts::time::Timestamp;
 use payment_attempts::{AttemptId, AttemptStore, OrganizationId, StoreError};
 
@@ -17,6 +22,12 @@ pub struct Writer<'a> {
     key: Option<String>,
 }
 
+/// How a keyed request starts: it already has an answer, or it runs (holding the key if any).
+enum Start {
+    Replay(Response<Body>),
+    Run(Option<KeyClaim>),
+}
+
 impl<'a> Writer<'a> {
     pub fn new(store: &'a AttemptStore, caller: Caller, idempotency_key: Option<String>) -> Self {
         Writer { store, caller, key: idempotency_key }
@@ -26,81 +37,116 @@ impl<'a> Writer<'a> {
     pub async fn create(&self, body: &[u8]) -> Result<Response<Body>, ApiError> {
         let command = NewAttempt::from_json(body)?;
         let org = self.caller.organization_for(command.organization_id.clone())?;
-        let fingerprint = idempotency::fingerprint("create", body);
-        if let Some(replayed) = self.replay(&org, &fingerprint).await? {
-            return Ok(replayed);
-        }
+        let claim = match self.start(&org, &idempotency::fingerprint("create", body)).await? {
+            Start::Replay(response) => return Ok(response),
+            Start::Run(claim) => claim,
+        };
         let now = Timestamp::now();
         let attempt = command.into_attempt(org.clone(), now);
         let response = api::attempt_response(StatusCode::CREATED, &attempt);
-        let record = self.record(&fingerprint, &response, now);
-        match self.store.create(&attempt, record.as_ref()).await {
+        let outcome = match self.store.create(&attempt, record(claim.as_ref(), &response, now).as_ref()).await {
             Ok(()) => {
                 tracing::info!(organization_id = %org, attempt_id = %attempt.id, status = %attempt.status, "recorded payment attempt");
                 Ok(response)
             }
-            Err(e) => self.lost_race(&org, e, &fingerprint).await,
-        }
+            Err(e) => Err(written_elsewhere(e)),
+        };
+        self.finish(&org, claim, outcome).await
     }
 
     /// Moves an attempt along its lifecycle: 200 with it.
     pub async fn update(&self, id: &AttemptId, body: &[u8]) -> Result<Response<Body>, ApiError> {
         let update = StatusUpdate::from_json(body)?;
         let org = self.caller.organization_for(update.organization_id.clone())?;
-        let fingerprint = idempotency::fingerprint(&format!("update {id}"), body);
-        if let Some(replayed) = self.replay(&org, &fingerprint).await? {
-            return Ok(replayed);
-        }
+        let claim = match self.start(&org, &idempotency::fingerprint(&format!("update {id}"), body)).await? {
+            Start::Replay(response) => return Ok(response),
+            Start::Run(claim) => claim,
+        };
+        let outcome = self.apply(&org, id, update, claim.as_ref()).await;
+        self.finish(&org, claim, outcome).await
+    }
+
+    async fn apply(
+        &self,
+        org: &OrganizationId,
+        id: &AttemptId,
+        update: StatusUpdate,
+        claim: Option<&KeyClaim>,
+    ) -> Result<Response<Body>, ApiError> {
         for _ in 0..UPDATE_ATTEMPTS {
-            let before = self.store.get(&org, id).await?.ok_or_else(|| ApiError::not_found(id.as_str()))?;
+            let before = self.store.get(org, id).await?.ok_or_else(|| ApiError::not_found(id.as_str()))?;
             let now = Timestamp::now();
             let after = update.clone().apply(&before, now).map_err(ApiError::invalid_transition)?;
             let response = api::attempt_response(StatusCode::OK, &after);
-            let record = self.record(&fingerprint, &response, now);
-            match self.store.update(&before, &after, record.as_ref()).await {
+            match self.store.update(&before, &after, record(claim, &response, now).as_ref()).await {
                 Ok(()) => {
                     tracing::info!(organization_id = %org, attempt_id = %id, from = %before.status, to = %after.status, "payment attempt status changed");
                     return Ok(response);
                 }
-                // Someone else changed it first. If that was this request's own first try under
-                // the same key, answer as it did; else read again, and the lifecycle answers.
-                Err(StoreError::VersionConflict) => {
-                    if let Some(replayed) = self.replay(&org, &fingerprint).await? {
-                        return Ok(replayed);
-                    }
-                }
-                Err(e) => return self.lost_race(&org, e, &fingerprint).await,
+                // Someone else changed it first: read again, and the lifecycle answers.
+                Err(StoreError::VersionConflict) => continue,
+                Err(e) => return Err(written_elsewhere(e)),
             }
         }
         Err(ApiError::concurrent_update())
     }
 
-    /// The stored response if this key was already used for this very request.
-    async fn replay(&self, org: &OrganizationId, fingerprint: &str) -> Result<Option<Response<Body>>, ApiError> {
-        let Some(key) = &self.key else { return Ok(None) };
-        match self.store.idempotency_record(org, key, Timestamp::now()).await? {
-            Some(record) => api::replay(&record, fingerprint).map(Some),
-            None => Ok(None),
+    /// Replays the key's answer, refuses while it is in flight or used for another request,
+    /// or claims it for this one.
+    async fn start(&self, org: &OrganizationId, fingerprint: &str) -> Result<Start, ApiError> {
+        let Some(key) = &self.key else { return Ok(Start::Run(None)) };
+        // Twice at most: a claim lost to a concurrent request is followed by what it holds.
+        for _ in 0..2 {
+            let now = Timestamp::now();
+            match self.store.key_state(org, key, now).await? {
+                Some(KeyState::Done(record)) => return api::replay(&record, fingerprint).map(Start::Replay),
+                Some(KeyState::InFlight { fingerprint: held }) if held == fingerprint => {
+                    return Err(ApiError::idempotency_key_in_use())
+                }
+                Some(KeyState::InFlight { .. }) => return Err(ApiError::idempotency_mismatch()),
+                None => match self.store.claim_key(org, key, fingerprint, now).await {
+                    Ok(claim) => return Ok(Start::Run(Some(claim))),
+                    Err(StoreError::IdempotencyKeyTaken) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+            }
         }
+        Err(ApiError::idempotency_key_in_use())
     }
 
-    fn record(&self, fingerprint: &str, response: &Response<Body>, now: Timestamp) -> Option<IdempotencyRecord> {
-        let key = self.key.as_deref()?;
-        Some(IdempotencyRecord::new(key, fingerprint, response.status().as_u16(), api::body_text(response), now))
-    }
-
-    /// A concurrent request with the same key committed first: answer as a retry would.
-    async fn lost_race(
+    /// Settles the claimed key with the outcome: kept if the request was answered (a write
+    /// stored it already, in its own transaction), given back if storage failed.
+    async fn finish(
         &self,
         org: &OrganizationId,
-        e: StoreError,
-        fingerprint: &str,
+        claim: Option<KeyClaim>,
+        outcome: Result<Response<Body>, ApiError>,
     ) -> Result<Response<Body>, ApiError> {
-        match e {
-            StoreError::IdempotencyKeyTaken => {
-                self.replay(org, fingerprint).await?.ok_or_else(ApiError::idempotency_key_in_use)
+        let (Some(claim), Err(error)) = (claim, &outcome) else { return outcome };
+        if error.status.is_client_error() {
+            let refusal = api::error_response(error);
+            let record =
+                IdempotencyRecord::new(&claim, error.status.as_u16(), api::body_text(&refusal), Timestamp::now());
+            if let Err(e) = self.store.finish_key(org, &record).await {
+                tracing::warn!(error = %e, "could not keep the refusal under its idempotency key");
             }
-            other => Err(other.into()),
+        } else if let Err(e) = self.store.release_key(org, &claim).await {
+            // It expires by itself after idempotency::CLAIM_SECONDS.
+            tracing::warn!(error = %e, "could not give the idempotency key back");
         }
+        outcome
+    }
+}
+
+/// The response kept under the claimed key, written with the attempt.
+fn record(claim: Option<&KeyClaim>, response: &Response<Body>, now: Timestamp) -> Option<IdempotencyRecord> {
+    claim.map(|claim| IdempotencyRecord::new(claim, response.status().as_u16(), api::body_text(response), now))
+}
+
+/// A write that lost its key claim meanwhile (it outlived the claim): another request runs.
+fn written_elsewhere(e: StoreError) -> ApiError {
+    match e {
+        StoreError::IdempotencyKeyTaken => ApiError::idempotency_key_in_use(),
+        other => other.into(),
     }
 }
