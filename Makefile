@@ -4,7 +4,7 @@
 CARGO_BUILD := cargo build --workspace --all-targets
 ORG ?= org_acme
 
-.PHONY: setup dev test token lint load fuzz
+.PHONY: setup dev test token lint load fuzz bench
 
 setup:
 	@scripts/setup
@@ -39,3 +39,9 @@ fuzz:
 	  mkdir -p fuzz/corpus/$$target && \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$target fuzz/corpus/$$target fuzz/seeds/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# Cold start, warm latency, memory and zip size of the release functions against floors
+# measured in the same run; JSON goes to bench/results/.
+bench: setup
+	cargo build --release -p list -p retrieve -p record-attempt -p bench
+	./target/release/bench

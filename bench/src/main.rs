@@ -1,0 +1,298 @@
+//! `make bench`: cold start, first and warm invoke latency, peak memory and package size of
+//! each function, each beside a floor measured in the same run on the same machine:
+//! a hello-world function for init, the bare store call (one DynamoDB request) for latency.
+//!
+//! Each function's release binary runs as Lambda runs it, against a minimal Runtime API on
+//! loopback, with API Gateway v2 events, on DynamoDB Local. Prints a table and writes JSON to
+//! `bench/results/`. `BENCH_SPAWNS` (default 30) and `BENCH_INVOKES` (default 2000) size it.
+
+mod runtime_api;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hyper::body::Bytes;
+use payment_attempts::command::NewAttempt;
+use payment_attempts::page::ListQuery;
+use payment_attempts::time::Timestamp;
+use payment_attempts::{AttemptId, AttemptStore, OrganizationId};
+use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
+use payment_attempts_local::local_api::GatewayRequest;
+use payment_attempts_local::template::Template;
+use payment_attempts_local::token;
+use runtime_api::RuntimeApi;
+use serde_json::{json, Value};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const TABLE: &str = "bench";
+const ORG: &str = "org_bench";
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[derive(Clone, Copy)]
+struct Percentiles {
+    p50: Duration,
+    p90: Duration,
+    p99: Duration,
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99) }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One function process under the Runtime API, as Lambda runs it.
+struct Function {
+    child: tokio::process::Child,
+    api: RuntimeApi,
+    init: Duration,
+    invoked: u64,
+}
+
+impl Function {
+    async fn start(binary: &Path, endpoint: &str) -> Result<Self, Error> {
+        let api = RuntimeApi::start().await?;
+        let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function").to_owned();
+        let spawned = Instant::now();
+        let child = tokio::process::Command::new(binary)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+            .env("TABLE_NAME", TABLE)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let asked = tokio::time::timeout(Duration::from_secs(30), api.wait_first_next()).await?;
+        Ok(Function { child, api, init: asked.saturating_duration_since(spawned), invoked: 0 })
+    }
+
+    async fn invoke(&mut self, event: &Bytes, status: u16) -> Result<Duration, Error> {
+        self.invoked += 1;
+        let started = Instant::now();
+        let response = self.api.invoke(&format!("req-{}", self.invoked), event.clone()).await?;
+        let took = started.elapsed();
+        let response: Value = serde_json::from_slice(&response)?;
+        if response["statusCode"] != json!(status) {
+            return Err(format!("expected {status}, got {response}").into());
+        }
+        Ok(took)
+    }
+
+    /// Peak resident memory so far (VmHWM), in KiB.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+    }
+}
+
+/// The zipped size of a binary shipped as `bootstrap`.
+fn zipped_size(binary: &Path) -> Result<u64, Error> {
+    let dir = std::env::temp_dir().join(format!("bench-zip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(binary, dir.join("bootstrap"))?;
+    let zip = dir.join("bootstrap.zip");
+    let status = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile; zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED).write(sys.argv[2], 'bootstrap')"])
+        .arg(&zip)
+        .arg(dir.join("bootstrap"))
+        .status()?;
+    if !status.success() {
+        return Err("zipping failed".into());
+    }
+    let size = std::fs::metadata(&zip)?.len();
+    std::fs::remove_dir_all(&dir)?;
+    Ok(size)
+}
+
+fn event(template: &Template, method: &str, path: &str, query: &str, body: Option<&Value>) -> Result<Bytes, Error> {
+    let route = template
+        .routes
+        .iter()
+        .find(|r| r.method == method && payment_attempts_local::template::match_path(&r.path, path).is_some())
+        .ok_or("no route")?;
+    let params = payment_attempts_local::template::match_path(&route.path, path).unwrap_or_default();
+    let auth = format!("Bearer {}", token::unsigned(&json!({ "org_id": ORG })));
+    let mut headers = vec![("authorization".to_owned(), auth)];
+    if body.is_some() {
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    }
+    let request = GatewayRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers,
+        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        source_ip: "127.0.0.1".to_owned(),
+    };
+    Ok(Bytes::from(request.to_event(route, &params).to_string()))
+}
+
+fn attempt_body(i: usize) -> Value {
+    json!({
+        "session_id": "session_bench", "capability": "paid_search", "operation": "search.query",
+        "rail": "mpp_tempo", "amount_usd": 0.014, "currency": "USD",
+        "target_url": "https://api.example.com/v1/search", "receipt": {"tx": format!("0x{i:x}")}
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let (spawns, invokes) = (env_or("BENCH_SPAWNS", 30), env_or("BENCH_INVOKES", 2000));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let release = std::env::var("BENCH_BIN_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target/release"));
+    let engine = tokio::task::spawn_blocking(DynamoDbLocal::start).await??;
+    let endpoint = engine.endpoint();
+    let client = dynamodb_local::client(&endpoint).await;
+    let template = Template::load(&root.join("template.yaml"))?;
+    template.create_table(&client, TABLE).await?;
+    let store = AttemptStore::new(client, TABLE);
+    let org = OrganizationId::parse(ORG).ok_or("org")?;
+    let mut seeded: Vec<AttemptId> = Vec::new();
+    for i in 0..60 {
+        let attempt = NewAttempt::from_json(attempt_body(i).to_string().as_bytes())
+            .map_err(|e| e.message)?
+            .into_attempt(org.clone(), Timestamp::now());
+        store.create(&attempt, None).await?;
+        seeded.push(attempt.id);
+    }
+    let retrieve_id = seeded[seeded.len() / 2].clone();
+
+    let hello_event = Bytes::from_static(b"{\"hello\": \"world\"}");
+    let functions: Vec<(&str, Bytes, u16)> = vec![
+        ("hello", hello_event, 200),
+        ("record-attempt", event(&template, "POST", "/v1/payments/attempts", "", Some(&attempt_body(0)))?, 201),
+        ("retrieve", event(&template, "GET", &format!("/v1/payments/attempts/{retrieve_id}"), "", None)?, 200),
+        ("list", event(&template, "GET", "/v1/payments/attempts", "limit=50", None)?, 200),
+    ];
+
+    // Floors: the store call each handler makes, from this process, on the same client config.
+    let mut floors = std::collections::HashMap::new();
+    let mut samples = Vec::with_capacity(invokes);
+    for i in 0..invokes {
+        let attempt = NewAttempt::from_json(attempt_body(i).to_string().as_bytes())
+            .map_err(|e| e.message)?
+            .into_attempt(org.clone(), Timestamp::now());
+        let started = Instant::now();
+        store.create(&attempt, None).await?;
+        samples.push(started.elapsed());
+    }
+    floors.insert("record-attempt", percentiles(std::mem::take(&mut samples)));
+    for _ in 0..invokes {
+        let started = Instant::now();
+        store.get(&org, &retrieve_id).await?.ok_or("seeded attempt missing")?;
+        samples.push(started.elapsed());
+    }
+    floors.insert("retrieve", percentiles(std::mem::take(&mut samples)));
+    let page = ListQuery { limit: 50, ..ListQuery::default() };
+    for _ in 0..invokes {
+        let started = Instant::now();
+        store.list(&org, &page).await?;
+        samples.push(started.elapsed());
+    }
+    floors.insert("list", percentiles(std::mem::take(&mut samples)));
+
+    let mut results = Vec::new();
+    for (name, event, status) in &functions {
+        let binary = release.join(name);
+        let mut inits = Vec::with_capacity(spawns);
+        for _ in 0..spawns {
+            let function = Function::start(&binary, &endpoint).await?;
+            inits.push(function.init);
+        }
+        let init = percentiles(inits);
+        let mut function = Function::start(&binary, &endpoint).await?;
+        let first = function.invoke(event, *status).await?;
+        let mut warm = Vec::with_capacity(invokes);
+        for _ in 0..invokes {
+            warm.push(function.invoke(event, *status).await?);
+        }
+        let warm = percentiles(warm);
+        let rss = function.peak_rss_kib().unwrap_or(0);
+        let zip = zipped_size(&binary)?;
+        results.push(json!({
+            "function": name,
+            "init_ms": {"p50": ms(init.p50), "p90": ms(init.p90)},
+            "first_invoke_ms": ms(first),
+            "warm_ms": {"p50": ms(warm.p50), "p90": ms(warm.p90), "p99": ms(warm.p99)},
+            "floor_ms": floors.get(name).map(|f| json!({"p50": ms(f.p50), "p90": ms(f.p90), "p99": ms(f.p99)})),
+            "peak_rss_mib": rss as f64 / 1024.0,
+            "zip_bytes": zip,
+        }));
+    }
+
+    let hello_init = results[0]["init_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "bench: {spawns} spawns and {invokes} warm invokes per function, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<16} {:>9} {:>7} {:>9} {:>9} {:>7} {:>9} {:>7} {:>9} {:>7} {:>8} {:>9}",
+        "function",
+        "init p50",
+        "x floor",
+        "first",
+        "warm p50",
+        "x floor",
+        "warm p99",
+        "x floor",
+        "floor p50",
+        "1st/p50",
+        "RSS MiB",
+        "zip KiB"
+    );
+    for r in &mut results {
+        let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        let init = f(&r["init_ms"]["p50"]);
+        let (warm50, warm99, first) = (f(&r["warm_ms"]["p50"]), f(&r["warm_ms"]["p99"]), f(&r["first_invoke_ms"]));
+        let (floor50, floor99) = (f(&r["floor_ms"]["p50"]), f(&r["floor_ms"]["p99"]));
+        r["ratios"] = json!({
+            "init_vs_hello": init / hello_init,
+            "first_vs_warm_p50": first / warm50,
+            "warm_p50_vs_floor": warm50 / floor50,
+            "warm_p99_vs_floor": warm99 / floor99,
+        });
+        println!(
+            "{:<16} {:>9.2} {:>7.2} {:>9.2} {:>9.3} {:>7.2} {:>9.3} {:>7.2} {:>9.3} {:>7.2} {:>8.1} {:>9.0}",
+            r["function"].as_str().unwrap_or(""),
+            init,
+            init / hello_init,
+            first,
+            warm50,
+            warm50 / floor50,
+            warm99,
+            warm99 / floor99,
+            floor50,
+            first / warm50,
+            f(&r["peak_rss_mib"]),
+            f(&r["zip_bytes"]) / 1024.0
+        );
+    }
+    let out = root.join("bench/results");
+    std::fs::create_dir_all(&out)?;
+    let file = out.join(format!("{}.json", Timestamp::now().to_string().replace(':', "-")));
+    let report = json!({"spawns": spawns, "invokes": invokes, "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "functions": results});
+    std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
+    println!("written to {}", file.display());
+    drop(engine);
+    Ok(())
+}
