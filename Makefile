@@ -35,13 +35,11 @@ load: setup
 FUZZ_SECONDS ?= 60
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	mkdir -p fuzz/logs
 	for target in body query scalars; do \
-	  mkdir -p fuzz/corpus/$$target && \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$target fuzz/corpus/$$target fuzz/seeds/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	  mkdir -p fuzz/corpus/$$target; \
+	  if RUSTC_BOOTSTRAP=1 cargo fuzz run $$target fuzz/corpus/$$target fuzz/seeds/$$target \
+	       -- -max_total_time=$(FUZZ_SECONDS) > fuzz/logs/$$target.log 2>&1; \
+	  then echo "fuzz $$target: $$(grep -E '^Done' fuzz/logs/$$target.log)"; \
+	  else tail -n 60 fuzz/logs/$$target.log; exit 1; fi; \
 	done
-
-# Cold start, warm latency, memory and zip size of the release functions against floors
-# measured in the same run; JSON goes to bench/results/.
-bench: setup
-	cargo build --release -p list -p retrieve -p record-attempt -p bench
-	./target/release/bench

@@ -14,7 +14,8 @@ use crate::attempt::{Attempt, InvalidTransition, View};
 use crate::id::{AttemptId, OrganizationId, SessionId};
 use crate::idempotency::{self, IdempotencyRecord};
 use crate::page::{CreatedRange, Cursor, ListQuery, Page, MAX_LIMIT};
-use crate::runtime::Settings;
+use crate::settings::Settings;
+#[cfg(feature = "dynamodb")]
 use crate::store::StoreError;
 use crate::summary::{Summary, SummaryScope, HOUR_MS, MAX_RANGE_HOURS};
 use crate::validation::InvalidRequest;
@@ -157,6 +158,7 @@ impl From<InvalidRequest> for ApiError {
     }
 }
 
+#[cfg(feature = "dynamodb")]
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -2,9 +2,10 @@
 //!
 //! - [`attempt`], [`money`], [`id`], [`time`], [`command`], [`validation`], [`page`]: the
 //!   domain, pure code with no AWS types;
-//! - [`store`]: the one place that knows the DynamoDB table;
+//! - [`store`]: the one place that knows the DynamoDB table (feature `dynamodb`, on by
+//!   default; without it the domain and HTTP mapping build alone, as the fuzzers use them);
 //! - [`api`]: identity, query parsing, errors and envelopes for API Gateway;
-//! - [`runtime`]: what every Lambda builds once at init (config, client, logging).
+//! - [`settings`], [`runtime`]: configuration, and what every Lambda builds once at init.
 
 pub mod api;
 pub mod attempt;
@@ -13,10 +14,13 @@ pub mod id;
 pub mod idempotency;
 pub mod money;
 pub mod page;
+#[cfg(feature = "dynamodb")]
 pub mod runtime;
+pub mod settings;
+#[cfg(feature = "dynamodb")]
 pub mod store;
 pub mod summary;
-#[cfg(feature = "testing")]
+#[cfg(all(feature = "testing", feature = "dynamodb"))]
 pub mod testing;
 pub mod time;
 pub mod validation;
@@ -24,4 +28,5 @@ pub mod validation;
 pub use attempt::{Attempt, Status, StatusTransition, View};
 pub use id::{AttemptId, OrganizationId};
 pub use page::{Cursor, ListQuery, Page};
+#[cfg(feature = "dynamodb")]
 pub use store::{AttemptStore, StoreError};

@@ -88,10 +88,6 @@ impl AttemptStore {
         AttemptStore { max_reads: max_reads.max(1), ..self }
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// Writes a new attempt, its replay guard and its idempotency record in one transaction;
     /// never overwrites an attempt.
     pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
