@@ -245,6 +245,11 @@ pub fn receipt(raw: Option<Box<RawValue>>, param: &str) -> Result<Box<RawValue>>
     if minified.len() > MAX_RECEIPT_BYTES {
         return Err(InvalidRequest::invalid(param, format!("Invalid {param}: larger than {MAX_RECEIPT_BYTES} bytes.")));
     }
+    // Valid JSON may still hold numbers no JSON reader can take (1e400): refuse them here
+    // rather than return receipts that clients fail to parse.
+    if serde_json::from_str::<serde_json::Value>(&minified).is_err() {
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: holds a number out of range.")));
+    }
     RawValue::from_string(minified)
         .map_err(|_| InvalidRequest::invalid(param, format!("Invalid {param}: must be a JSON object.")))
 }
@@ -378,6 +383,8 @@ mod tests {
         assert_eq!(r.get(), r#"{"tx":"a b","n":0.10000000000000000001,"l":[1,{"x":"\" }"}]}"#);
         assert_eq!(receipt(None, "receipt").unwrap().get(), "{}");
         assert!(receipt(Some(raw("[1]")), "receipt").is_err());
+        assert!(receipt(Some(raw(r#"{"n": 2.5e2222}"#)), "receipt").is_err());
+        assert!(receipt(Some(raw(r#"{"n": -1e400}"#)), "receipt").is_err());
         assert!(receipt(Some(raw("\"x\"")), "receipt").is_err());
         let deep = format!("{}{}", "{\"a\":".repeat(33), "1".to_owned() + &"}".repeat(33));
         assert!(receipt(Some(raw(&deep)), "receipt").is_err());
