@@ -41,11 +41,6 @@ impl Default for ListQuery {
 }
 
 impl ListQuery {
-    /// Whether rows must be filtered after the key condition (status, capability).
-    pub fn filters(&self) -> bool {
-        !self.statuses.is_empty() || self.capability.is_some()
-    }
-
     pub fn matches(&self, attempt: &Attempt) -> bool {
         (self.statuses.is_empty() || self.statuses.contains(&attempt.status))
             && self.capability.as_ref().is_none_or(|c| *c == attempt.capability)

@@ -224,17 +224,7 @@ impl AttemptStore {
         key: &str,
         now: Timestamp,
     ) -> Result<Option<KeyState>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, s(org_key(org)))
-            .key(SORT_KEY, s(key_sk(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = self.read(org, key_sk(key)).await? else { return Ok(None) };
         let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
         let expires_at = number(TTL_ATTRIBUTE).ok_or_else(|| corrupt(TTL_ATTRIBUTE))?;
         if expires_at <= now.unix_seconds() {
@@ -395,17 +385,22 @@ impl AttemptStore {
 
     /// Strongly consistent: an attempt just recorded is always found.
     pub async fn get(&self, org: &OrganizationId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
+        self.read(org, attempt_sk(id)).await?.map(|item| from_item(&item)).transpose()
+    }
+
+    /// One item of the organization's partition, strongly consistent.
+    async fn read(&self, org: &OrganizationId, sort_key: String) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key(PARTITION_KEY, s(org_key(org)))
-            .key(SORT_KEY, s(attempt_sk(id)))
+            .key(SORT_KEY, s(sort_key))
             .consistent_read(true)
             .send()
             .await
             .map_err(classify)?;
-        out.item.map(|item| from_item(&item)).transpose()
+        Ok(out.item)
     }
 
     /// A page of the organization's attempts (of one session if asked), newest first.

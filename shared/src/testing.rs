@@ -26,6 +26,23 @@ pub fn with_org(req: Request, org: &str) -> Request {
     }
 }
 
+/// Asserts that `handle` answers 401, with a Request-Id, to a request without a verified
+/// organization (none at all, or a malformed claim), before touching storage.
+pub async fn assert_requires_organization<F, Fut>(handle: F)
+where
+    F: Fn(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<Body>, lambda_http::Error>>,
+{
+    for req in [Request::default(), with_org(Request::default(), "acme")] {
+        let response = match handle(req).await {
+            Ok(response) => response,
+            Err(e) => panic!("handler failed: {e}"),
+        };
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().contains_key("request-id"));
+    }
+}
+
 /// The JSON body of a handler's response.
 pub fn json(response: &Response<Body>) -> serde_json::Value {
     match response.body() {

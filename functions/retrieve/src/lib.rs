@@ -24,16 +24,13 @@ async fn retrieve(store: &AttemptStore, settings: &Settings, req: &Request) -> R
 mod tests {
     use super::*;
     use lambda_http::RequestExt;
-    use payment_attempts::testing::{json, unreachable_store, with_org};
+    use payment_attempts::testing::{assert_requires_organization, json, unreachable_store, with_org};
     use std::collections::HashMap;
 
     #[tokio::test]
     async fn without_a_verified_organization_it_is_401_before_any_storage_call() {
-        for req in [Request::default(), with_org(Request::default(), "acme")] {
-            let response = handle(&unreachable_store(), &Settings::new("unused"), req).await.unwrap();
-            assert_eq!(response.status(), 401);
-            assert!(response.headers().contains_key("request-id"));
-        }
+        let (store, settings) = (&unreachable_store(), &Settings::new("unused"));
+        assert_requires_organization(move |req| handle(store, settings, req)).await;
     }
 
     #[tokio::test]
