@@ -43,3 +43,9 @@ fuzz:
 	  then echo "fuzz $$target: $$(grep -E '^Done' fuzz/logs/$$target.log)"; \
 	  else tail -n 60 fuzz/logs/$$target.log; exit 1; fi; \
 	done
+
+# Cold start, warm latency, memory and zip size of the release functions against floors
+# measured in the same run; JSON goes to bench/results/.
+bench: setup
+	cargo build --release -p list -p retrieve -p record-attempt -p bench
+	./target/release/bench
