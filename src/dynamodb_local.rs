@@ -118,12 +118,11 @@ pub fn free_port() -> io::Result<u16> {
 
 /// A client for a local endpoint, with the production timeouts and retries and dummy
 /// credentials (DynamoDB Local accepts any).
-pub async fn client(endpoint: &str) -> Client {
-    let config = payment_attempts::runtime::sdk_config_loader()
+pub fn client(endpoint: &str) -> Client {
+    let config = payment_attempts::runtime::dynamodb_config()
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "dynamodb-local"))
-        .load()
-        .await;
-    Client::new(&config)
+        .build();
+    Client::from_conf(config)
 }

@@ -53,7 +53,7 @@ async fn serve(settings: Settings) -> Result<()> {
             (Some(engine), endpoint)
         }
     };
-    let client = dynamodb_local::client(&endpoint).await;
+    let client = dynamodb_local::client(&endpoint);
     template.create_table(&client, &settings.table_name).await?;
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

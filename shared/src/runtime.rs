@@ -1,27 +1,40 @@
 //! What a Lambda builds once at init: the DynamoDB client and JSON logging.
+//!
+//! The client is built straight from the variables Lambda sets (region and the execution
+//! role's credentials), without aws-config's provider chains, and it trusts only the Amazon
+//! Trust Services roots that DynamoDB's certificates chain to. Reading and parsing the
+//! system's ~150 roots was two thirds of the cold start (BENCHMARKS.md).
 
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 
 pub use crate::settings::Settings;
 use crate::store::AttemptStore;
 
-/// The shared SDK config: rustls on ring, bounded timeouts so an outage answers 503 well
-/// inside the Lambda timeout, standard retries with backoff for throttling.
-/// `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    sdk_config_loader().load().await
-}
+/// Amazon Root CA 1-4 and Starfield Services Root CA G2 (which cross-signs them), as
+/// published at amazontrust.com/repository. DynamoDB serves ATS certificates in every
+/// commercial region.
+const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
 
-/// The loader behind [`sdk_config`], for local runs that add an endpoint and credentials.
-pub fn sdk_config_loader() -> aws_config::ConfigLoader {
-    let http_client =
-        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The client config shared by the functions and local runs: rustls on ring, bounded timeouts
+/// so an outage answers 503 well inside the Lambda timeout, standard retries with backoff for
+/// throttling. Region, credentials and endpoint are the caller's.
+pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
+    let trust = TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS))
+        .build()
+        .unwrap_or_default();
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(trust)
+        .build_https();
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
         .http_client(http_client)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
@@ -33,9 +46,29 @@ pub fn sdk_config_loader() -> aws_config::ConfigLoader {
         )
 }
 
+/// The client from the variables Lambda sets: `AWS_REGION`, and the execution role's
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, fixed for the life of
+/// the execution environment. `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local.
+pub fn dynamodb_client(var: impl Fn(&str) -> Option<String>) -> Result<Client, String> {
+    let required = |name: &str| var(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"));
+    let credentials = Credentials::new(
+        required("AWS_ACCESS_KEY_ID")?,
+        required("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN"),
+        None,
+        "lambda",
+    );
+    let mut config = dynamodb_config().region(Region::new(required("AWS_REGION")?)).credentials_provider(credentials);
+    if let Some(endpoint) = var("AWS_ENDPOINT_URL_DYNAMODB").filter(|e| !e.is_empty()) {
+        config = config.endpoint_url(endpoint);
+    }
+    Ok(Client::from_conf(config.build()))
+}
+
 /// The store every handler uses, built once at init.
-pub async fn store(settings: &Settings) -> AttemptStore {
-    AttemptStore::new(Client::new(&sdk_config().await), &settings.table_name)
+pub fn store(settings: &Settings) -> Result<AttemptStore, String> {
+    let client = dynamodb_client(|name| std::env::var(name).ok())?;
+    Ok(AttemptStore::new(client, &settings.table_name))
 }
 
 /// JSON lines on stdout for CloudWatch; `RUST_LOG` filters (default `info`). Logs name the
@@ -50,4 +83,46 @@ pub fn init_logging() {
         .with_span_list(true)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lambda_vars() -> HashMap<&'static str, String> {
+        [("AWS_REGION", "eu-west-3"), ("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "secret")]
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_client_is_built_from_the_lambda_variables() {
+        let vars = lambda_vars();
+        // Building the client also builds its TLS config from the bundled roots.
+        let client = dynamodb_client(|n| vars.get(n).cloned()).expect("client");
+        assert_eq!(client.config().region().map(|r| r.as_ref()), Some("eu-west-3"));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        for missing in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            let mut vars = lambda_vars();
+            vars.remove(missing);
+            let err = dynamodb_client(|n| vars.get(n).cloned()).err();
+            assert_eq!(err, Some(format!("{missing} is not set")));
+        }
+    }
+
+    #[test]
+    fn the_bundled_roots_are_the_five_amazon_trust_services_roots() {
+        let pem = std::str::from_utf8(AMAZON_TRUST_SERVICES_ROOTS).expect("ascii");
+        assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        for name in
+            ["Amazon_Root_CA_1", "Amazon_Root_CA_2", "Amazon_Root_CA_3", "Amazon_Root_CA_4", "Starfield_Services"]
+        {
+            assert!(pem.contains(name), "{name}");
+        }
+    }
 }

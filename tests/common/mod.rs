@@ -47,7 +47,7 @@ pub async fn service_on(endpoint: &str) -> Service {
     let _ = tracing_subscriber::fmt().json().with_test_writer().try_init();
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let table = format!("attempts-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-    let client = dynamodb_local::client(endpoint).await;
+    let client = dynamodb_local::client(endpoint);
     let template = template();
     template.create_table(&client, &table).await.expect("table created from template.yaml");
     let store = AttemptStore::new(client.clone(), &table);
