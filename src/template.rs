@@ -218,7 +218,8 @@ mod tests {
         assert_eq!(t.ttl_attribute(), Some(payment_attempts::store::schema::TTL_ATTRIBUTE));
         // DynamoDB Local checks no IAM: the template must allow what each function's calls need.
         let needs: [(&str, &[&str]); 4] = [
-            ("list", &["dynamodb:Query"]),
+            // Every function's init warm-up is a GetItem.
+            ("list", &["dynamodb:Query", "dynamodb:GetItem"]),
             ("retrieve", &["dynamodb:GetItem"]),
             // Transactions: Put (attempt, key, guard), Update (counters), Delete and
             // ConditionCheck (guard); reads: GetItem.

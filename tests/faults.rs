@@ -163,3 +163,24 @@ async fn under_write_load_an_outage_loses_no_acknowledged_attempt() {
     drop(engine);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The init warm-up cannot hold a cold start: a DynamoDB that accepts connections and never
+/// answers would take the client's full retry budget (3 attempts of 2 s).
+#[tokio::test]
+async fn the_warm_up_gives_up_on_a_silent_dynamodb_within_its_bound() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let store = payment_attempts::AttemptStore::new(payment_attempts_local::dynamodb_local::client(&endpoint), "t");
+    let started = std::time::Instant::now();
+    store.warm_up().await;
+    let took = started.elapsed();
+    assert!(took >= payment_attempts::store::WARM_UP_BOUND, "it waited for an answer: {took:?}");
+    assert!(took < payment_attempts::store::WARM_UP_BOUND + Duration::from_millis(500), "bounded: {took:?}");
+    held.abort();
+}

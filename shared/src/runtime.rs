@@ -65,10 +65,14 @@ pub fn dynamodb_client(var: impl Fn(&str) -> Option<String>) -> Result<Client, S
     Ok(Client::from_conf(config.build()))
 }
 
-/// The store every handler uses, built once at init.
-pub fn store(settings: &Settings) -> Result<AttemptStore, String> {
+/// The store every handler uses, built once at init and connected before the first event:
+/// on Lambda the TLS handshake then runs with init's full CPU rather than on the first
+/// request (a few milliseconds against DynamoDB Local, which has no TLS: BENCHMARKS.md).
+pub async fn store(settings: &Settings) -> Result<AttemptStore, String> {
     let client = dynamodb_client(|name| std::env::var(name).ok())?;
-    Ok(AttemptStore::new(client, &settings.table_name))
+    let store = AttemptStore::new(client, &settings.table_name);
+    store.warm_up().await;
+    Ok(store)
 }
 
 /// JSON lines on stdout for CloudWatch; `RUST_LOG` filters (default `info`). Logs name the

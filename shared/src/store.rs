@@ -42,6 +42,7 @@ pub mod schema {
 use schema::*;
 
 const ATTEMPT_SK_PREFIX: &str = "ATT#";
+pub const WARM_UP_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -386,6 +387,19 @@ impl AttemptStore {
     /// Strongly consistent: an attempt just recorded is always found.
     pub async fn get(&self, org: &OrganizationId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
         self.read(org, attempt_sk(id)).await?.map(|item| from_item(&item)).transpose()
+    }
+
+    /// Reads a key no item ever has, so that the connection (DNS, TCP, TLS), the credentials
+    /// and the request path are ready before the first event. Bounded to one second so an
+    /// outage cannot hold init; errors are only logged, as the first request reports them.
+    pub async fn warm_up(&self) {
+        let read =
+            self.client.get_item().table_name(&self.table).key(PARTITION_KEY, s("WARMUP")).key(SORT_KEY, s("WARMUP"));
+        match tokio::time::timeout(WARM_UP_BOUND, read.send()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(error = %classify(err), "DynamoDB warm-up failed"),
+            Err(_) => tracing::warn!("DynamoDB warm-up timed out"),
+        }
     }
 
     /// One item of the organization's partition, strongly consistent.

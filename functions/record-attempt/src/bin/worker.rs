@@ -6,6 +6,6 @@ use payment_attempts::runtime::{self, Settings};
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let settings = Settings::from_env()?;
-    let store = runtime::store(&settings)?;
+    let store = runtime::store(&settings).await?;
     lambda_runtime::run(service_fn(|event| record_attempt::worker::handle(&store, event))).await
 }
