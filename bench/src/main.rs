@@ -228,6 +228,10 @@ async fn main() -> Result<(), Error> {
             let mut function = Function::start(&release.join(name), &endpoint).await?;
             inits.push(function.init);
             firsts.push(function.invoke(event, *status).await?);
+            // Reaped, and the engine settled, before the next spawn: on 2 cores either would
+            // otherwise land on the next function's init.
+            function.child.kill().await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     let mut results = Vec::new();
