@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use tracing_subscriber::filter::Targets;
 
 pub use crate::settings::Settings;
 use crate::store::AttemptStore;
@@ -75,18 +76,25 @@ pub async fn store(settings: &Settings) -> Result<AttemptStore, String> {
     Ok(store)
 }
 
-/// JSON lines on stdout for CloudWatch; `RUST_LOG` filters (default `info`). Logs name the
-/// request, organization and attempt, never receipts, tokens or bodies.
+/// JSON lines on stdout for CloudWatch. `RUST_LOG` filters by level and target
+/// (`info,aws_smithy_runtime=debug`; default `info`). Logs name the request, organization
+/// and attempt, never receipts, tokens or bodies.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
         .with_span_list(true)
         .with_target(false)
+        .finish()
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
+}
+
+/// The `RUST_LOG` directives; `info` when unset or unreadable.
+fn log_filter(directives: Option<&str>) -> Targets {
+    directives.and_then(|d| d.parse().ok()).unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 #[cfg(test)]
@@ -116,6 +124,18 @@ mod tests {
             vars.remove(missing);
             let err = dynamodb_client(|n| vars.get(n).cloned()).err();
             assert_eq!(err, Some(format!("{missing} is not set")));
+        }
+    }
+
+    #[test]
+    fn rust_log_sets_levels_by_target() {
+        use tracing::level_filters::LevelFilter;
+        let filter = log_filter(Some("warn,payment_attempts=debug"));
+        assert!(filter.would_enable("payment_attempts::store", &tracing::Level::DEBUG));
+        assert!(!filter.would_enable("aws_smithy_runtime", &tracing::Level::INFO));
+        for unset_or_unreadable in [None, Some("=!")] {
+            let filter = log_filter(unset_or_unreadable);
+            assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
         }
     }
 
