@@ -98,14 +98,16 @@ impl Function {
         Ok(took)
     }
 
-    /// CPU time the process has used so far (all threads, user and system), from
-    /// `/proc/<pid>/stat` in clock ticks of 10 ms.
+    /// CPU time the process's threads have run so far, in nanoseconds from each
+    /// `/proc/<pid>/task/<tid>/schedstat` (clock ticks in `/proc/<pid>/stat` are too coarse
+    /// for hello's 0.1 ms). The runtime's threads live through a warm run.
     fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?;
-        // Fields after the command name, which is in parentheses: utime and stime are 12 and 13.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_millis(ticks * 10))
+        let mut nanos = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.child.id()?)).ok()? {
+            let schedstat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            nanos += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_nanos(nanos))
     }
 
     /// Peak resident memory so far (VmHWM), in KiB.
@@ -168,6 +170,9 @@ fn attempt_body(i: usize) -> Value {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let (spawns, invokes) = (env_or("BENCH_SPAWNS", 30), env_or("BENCH_INVOKES", 2000));
+    if spawns == 0 || invokes == 0 {
+        return Err("BENCH_SPAWNS and BENCH_INVOKES must be at least 1".into());
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let release = std::env::var("BENCH_BIN_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target/release"));
     let engine = tokio::task::spawn_blocking(DynamoDbLocal::start).await??;
@@ -233,7 +238,8 @@ async fn main() -> Result<(), Error> {
     // Cold starts, interleaved (hello, record, retrieve, list, hello, ...) so that the machine's
     // drift touches every function alike: each spawn is an init, then the first invoke.
     // Straight after `cargo build`, the disk is still taking the binaries and the first spawns
-    // are slower (first ÷ warm 2.1-2.4 against 1.3-1.5 on a rerun): flush, and discard a round.
+    // are slower (first ÷ warm 2.1-2.4 against 1.3-1.5 on a rerun): flush, and discard three
+    // rounds.
     std::process::Command::new("sync").status()?;
     let discarded = 3;
     let mut cold = vec![(Vec::with_capacity(spawns), Vec::with_capacity(spawns)); functions.len()];

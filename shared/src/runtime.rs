@@ -3,7 +3,8 @@
 //! The client is built straight from the variables Lambda sets (region and the execution
 //! role's credentials), without aws-config's provider chains, and it trusts only the Amazon
 //! Trust Services roots that DynamoDB's certificates chain to. Reading and parsing the
-//! system's ~150 roots was two thirds of the cold start (BENCHMARKS.md).
+//! system's roots was two thirds of the cold start on the bench machine (Debian, 440 files;
+//! Lambda's al2023 has one bundle, so less there; BENCHMARKS.md).
 
 use std::time::Duration;
 
@@ -29,7 +30,8 @@ pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
     let trust = TlsContext::builder()
         .with_trust_store(TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS))
         .build()
-        .unwrap_or_default();
+        // Infallible in aws-smithy-http-client 1.x; a default would quietly trust the system roots.
+        .expect("a TLS context from a trust store");
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(trust)
@@ -47,23 +49,25 @@ pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
         )
 }
 
-/// The client from the variables Lambda sets: `AWS_REGION`, and the execution role's
-/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, fixed for the life of
-/// the execution environment. `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local.
+/// The client from the variables Lambda sets: `AWS_REGION` and the execution role's
+/// credentials. `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local.
 pub fn dynamodb_client(var: impl Fn(&str) -> Option<String>) -> Result<Client, String> {
-    let required = |name: &str| var(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"));
-    let credentials = Credentials::new(
-        required("AWS_ACCESS_KEY_ID")?,
-        required("AWS_SECRET_ACCESS_KEY")?,
-        var("AWS_SESSION_TOKEN"),
-        None,
-        "lambda",
-    );
-    let mut config = dynamodb_config().region(Region::new(required("AWS_REGION")?)).credentials_provider(credentials);
-    if let Some(endpoint) = var("AWS_ENDPOINT_URL_DYNAMODB").filter(|e| !e.is_empty()) {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let region = var("AWS_REGION").ok_or("AWS_REGION is not set")?;
+    let mut config = dynamodb_config().region(Region::new(region)).credentials_provider(lambda_credentials(var)?);
+    if let Some(endpoint) = var("AWS_ENDPOINT_URL_DYNAMODB") {
         config = config.endpoint_url(endpoint);
     }
     Ok(Client::from_conf(config.build()))
+}
+
+/// The execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`,
+/// which Lambda fixes for the life of the execution environment. Empty is unset.
+fn lambda_credentials(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, String> {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let required = |name: &str| var(name).ok_or_else(|| format!("{name} is not set"));
+    let (key, secret) = (required("AWS_ACCESS_KEY_ID")?, required("AWS_SECRET_ACCESS_KEY")?);
+    Ok(Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "lambda"))
 }
 
 /// The store every handler uses, built once at init and connected before the first event:
@@ -115,6 +119,18 @@ mod tests {
         // Building the client also builds its TLS config from the bundled roots.
         let client = dynamodb_client(|n| vars.get(n).cloned()).expect("client");
         assert_eq!(client.config().region().map(|r| r.as_ref()), Some("eu-west-3"));
+    }
+
+    #[test]
+    fn an_empty_session_token_is_no_session_token() {
+        let mut vars = lambda_vars();
+        let credentials =
+            |vars: &HashMap<_, String>| lambda_credentials(|n| vars.get(n).cloned()).expect("credentials");
+        vars.insert("AWS_SESSION_TOKEN", "token".to_owned());
+        assert_eq!(credentials(&vars).session_token(), Some("token"));
+        vars.insert("AWS_SESSION_TOKEN", String::new());
+        assert_eq!(credentials(&vars).session_token(), None);
+        assert_eq!(credentials(&vars).access_key_id(), "AKID");
     }
 
     #[test]
