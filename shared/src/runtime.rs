@@ -72,7 +72,7 @@ fn lambda_credentials(var: impl Fn(&str) -> Option<String>) -> Result<Credential
 
 /// The store every handler uses, built once at init and connected before the first event:
 /// on Lambda the TLS handshake then runs with init's full CPU rather than on the first
-/// request (a few milliseconds against DynamoDB Local, which has no TLS: BENCHMARKS.md).
+/// request. Against DynamoDB Local, which has no TLS, it adds about 2 ms to init (BENCHMARKS.md).
 pub async fn store(settings: &Settings) -> Result<AttemptStore, String> {
     let client = dynamodb_client(|name| std::env::var(name).ok())?;
     let store = AttemptStore::new(client, &settings.table_name);
