@@ -51,23 +51,26 @@ pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
 
 /// The client from the variables Lambda sets: `AWS_REGION` and the execution role's
 /// credentials. `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local.
-pub fn dynamodb_client(var: impl Fn(&str) -> Option<String>) -> Result<Client, String> {
-    let var = |name: &str| var(name).filter(|v| !v.is_empty());
-    let region = var("AWS_REGION").ok_or("AWS_REGION is not set")?;
-    let mut config = dynamodb_config().region(Region::new(region)).credentials_provider(lambda_credentials(var)?);
-    if let Some(endpoint) = var("AWS_ENDPOINT_URL_DYNAMODB") {
+pub fn dynamodb_client(env: impl Fn(&str) -> Option<String>) -> Result<Client, String> {
+    let region = set(&env, "AWS_REGION").ok_or("AWS_REGION is not set")?;
+    let mut config = dynamodb_config().region(Region::new(region)).credentials_provider(lambda_credentials(&env)?);
+    if let Some(endpoint) = set(&env, "AWS_ENDPOINT_URL_DYNAMODB") {
         config = config.endpoint_url(endpoint);
     }
     Ok(Client::from_conf(config.build()))
 }
 
 /// The execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`,
-/// which Lambda fixes for the life of the execution environment. Empty is unset.
-fn lambda_credentials(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, String> {
-    let var = |name: &str| var(name).filter(|v| !v.is_empty());
-    let required = |name: &str| var(name).ok_or_else(|| format!("{name} is not set"));
+/// which Lambda fixes for the life of the execution environment.
+fn lambda_credentials(env: &impl Fn(&str) -> Option<String>) -> Result<Credentials, String> {
+    let required = |name: &str| set(env, name).ok_or_else(|| format!("{name} is not set"));
     let (key, secret) = (required("AWS_ACCESS_KEY_ID")?, required("AWS_SECRET_ACCESS_KEY")?);
-    Ok(Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "lambda"))
+    Ok(Credentials::new(key, secret, set(env, "AWS_SESSION_TOKEN"), None, "lambda"))
+}
+
+/// A variable's value; empty is unset.
+fn set(env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.is_empty())
 }
 
 /// The store every handler uses, built once at init and connected before the first event:
@@ -125,7 +128,7 @@ mod tests {
     fn an_empty_session_token_is_no_session_token() {
         let mut vars = lambda_vars();
         let credentials =
-            |vars: &HashMap<_, String>| lambda_credentials(|n| vars.get(n).cloned()).expect("credentials");
+            |vars: &HashMap<_, String>| lambda_credentials(&|n: &str| vars.get(n).cloned()).expect("credentials");
         vars.insert("AWS_SESSION_TOKEN", "token".to_owned());
         assert_eq!(credentials(&vars).session_token(), Some("token"));
         vars.insert("AWS_SESSION_TOKEN", String::new());

@@ -42,6 +42,7 @@ pub mod schema {
 use schema::*;
 
 const ATTEMPT_SK_PREFIX: &str = "ATT#";
+/// How long init waits for [`AttemptStore::warm_up`].
 pub const WARM_UP_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
