@@ -5,19 +5,20 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use lambda_http::Body;
+use lambda_http::{Body, RequestExt};
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
-use crate::template::{match_path, Route};
+use crate::template::{match_path, Route, Template};
 use crate::token;
 
 /// Local stand-in for a SigV4 signature on IAM-authorized routes: the caller's role ARN.
@@ -31,13 +32,16 @@ const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 pub struct LocalApi {
     routes: Vec<Route>,
+    /// Each invocation's deadline is this far away, as Lambda sets it from the timeout.
+    function_timeout: Duration,
     store: AttemptStore,
     settings: Settings,
 }
 
 impl LocalApi {
-    pub fn new(routes: Vec<Route>, store: AttemptStore, settings: Settings) -> Self {
-        LocalApi { routes, store, settings }
+    /// The API `template` declares, its functions running on `store`.
+    pub fn new(template: &Template, store: AttemptStore, settings: Settings) -> Self {
+        LocalApi { routes: template.routes.clone(), function_timeout: template.function_timeout, store, settings }
     }
 
     /// Serves connections until the task is dropped.
@@ -131,6 +135,7 @@ impl LocalApi {
         function: &str,
         request: lambda_http::Request,
     ) -> Result<lambda_http::Response<Body>, lambda_http::Error> {
+        let request = request.with_lambda_context(self.context());
         let (store, settings) = (&self.store, &self.settings);
         match function {
             "list" => list::handle(store, settings, request).await,
@@ -142,6 +147,15 @@ impl LocalApi {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The invocation context Lambda gives a function: its request id and deadline.
+    fn context(&self) -> lambda_http::Context {
+        let mut context = lambda_http::Context::default();
+        context.request_id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        context.deadline = u64::try_from((now + self.function_timeout).as_millis()).unwrap_or(u64::MAX);
+        context
     }
 }
 

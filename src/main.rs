@@ -64,7 +64,7 @@ async fn serve(settings: Settings) -> Result<()> {
         settings.table_name,
         template.routes.len()
     );
-    let api = Arc::new(LocalApi::new(template.routes, AttemptStore::new(client, &settings.table_name), settings));
+    let api = Arc::new(LocalApi::new(&template, AttemptStore::new(client, &settings.table_name), settings));
     tokio::select! {
         served = api.serve(listener) => served?,
         _ = tokio::signal::ctrl_c() => eprintln!("stopping"),

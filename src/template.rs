@@ -37,6 +37,8 @@ pub struct Template {
     pub routes: Vec<Route>,
     /// DynamoDB actions each function's policies allow, by binary.
     pub dynamodb_actions: Vec<(String, Vec<String>)>,
+    /// `Globals.Function.Timeout`: how long each invocation may run.
+    pub function_timeout: std::time::Duration,
 }
 
 fn shape(what: impl Into<String>) -> TemplateError {
@@ -93,7 +95,10 @@ impl Template {
             }
         }
         let table = table.ok_or_else(|| shape("no AWS::DynamoDB::Table resource"))?;
-        Ok(Template { table, routes, dynamodb_actions })
+        let timeout = docs.first().and_then(|d| d["Globals"]["Function"]["Timeout"].as_i64());
+        let timeout =
+            timeout.and_then(|t| u64::try_from(t).ok()).ok_or_else(|| shape("no Globals.Function.Timeout"))?;
+        Ok(Template { table, routes, dynamodb_actions, function_timeout: std::time::Duration::from_secs(timeout) })
     }
 
     /// Creates the table as declared (keys, indexes, TTL) under `name`; an existing table is kept.
@@ -216,6 +221,9 @@ mod tests {
             assert!(routes.iter().any(|r| r == expected), "{expected} not in {routes:?}");
         }
         assert_eq!(t.ttl_attribute(), Some(payment_attempts::store::schema::TTL_ATTRIBUTE));
+        // The request budget is derived from the timeout the functions really get.
+        assert_eq!(t.function_timeout, payment_attempts::budget::FUNCTION_TIMEOUT);
+        assert!(payment_attempts::idempotency::CLAIM_SECONDS as u64 > t.function_timeout.as_secs());
         // DynamoDB Local checks no IAM: the template must allow what each function's calls need.
         let needs: [(&str, &[&str]); 4] = [
             // Every function's init warm-up is a GetItem.

@@ -9,8 +9,8 @@ use serde::Serialize;
 use std::future::Future;
 use tracing::Instrument;
 
-use crate::attempt::Status;
-use crate::attempt::{Attempt, InvalidTransition, View};
+use crate::attempt::{Attempt, InvalidTransition, Status, View};
+use crate::budget::Deadline;
 use crate::id::{AttemptId, OrganizationId, SessionId};
 use crate::idempotency::{self, IdempotencyRecord};
 use crate::page::{CreatedRange, Cursor, ListQuery, Page, MAX_LIMIT};
@@ -97,8 +97,14 @@ impl ApiError {
             StatusCode::CONFLICT,
             "invalid_request_error",
             "concurrent_update",
-            "The payment attempt is being changed by another request; retrieve it and retry.",
+            "Another request is writing the same records right now; retry shortly.",
         )
+    }
+
+    /// A refusal the same request would get again: kept under its Idempotency-Key and
+    /// replayed. A 5xx or a 409 that says "retry" is not final: the retry runs.
+    pub fn is_final(&self) -> bool {
+        self.status.is_client_error() && !matches!(self.code, "idempotency_key_in_use" | "concurrent_update")
     }
 
     pub fn unauthenticated() -> Self {
@@ -164,7 +170,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::DuplicateRequest(holder) => Self::duplicate_request(&holder),
             StoreError::IdempotencyKeyInUse | StoreError::IdempotencyKeyTaken => Self::idempotency_key_in_use(),
-            StoreError::VersionConflict => Self::concurrent_update(),
+            StoreError::VersionConflict | StoreError::Contention => Self::concurrent_update(),
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "storage unavailable");
                 Self::unavailable()
@@ -566,11 +572,22 @@ pub fn replay(record: &IdempotencyRecord, fingerprint: &str) -> Result<Response<
     if record.fingerprint != fingerprint {
         return Err(ApiError::idempotency_mismatch());
     }
+    let mut response = recorded_response(record);
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+/// The response a key's record keeps, byte for byte.
+pub fn recorded_response(record: &IdempotencyRecord) -> Response<Body> {
     let mut response = Response::new(Body::Text(record.body.clone()));
     *response.status_mut() = StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(response)
+    response
+}
+
+/// The request's time budget, from the invocation's deadline ([`Deadline`]).
+pub fn deadline(req: &Request) -> Deadline {
+    Deadline::for_invocation(req.lambda_context_ref().map(|c| c.deadline))
 }
 
 /// The text of a response built here (always `Body::Text`).

@@ -99,7 +99,7 @@ pub struct StatusDetails {
 }
 
 /// One entry of the append-only status history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StatusChange {
     pub status: Status,
     pub previous_status: Option<Status>,
@@ -108,6 +108,10 @@ pub struct StatusChange {
     pub message: Option<String>,
     pub source: Option<String>,
     pub code: Option<String>,
+    /// The receipt written with this change: always on creation, on a transition when it
+    /// sent one. The attempt's `receipt` is the latest; these keep every earlier one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Box<RawValue>>,
 }
 
 impl StatusChange {

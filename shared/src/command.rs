@@ -21,9 +21,15 @@ pub struct StatusNote {
 }
 
 impl StatusNote {
-    fn change(self, status: Status, previous_status: Option<Status>, changed_at: Timestamp) -> StatusChange {
+    fn change(
+        self,
+        status: Status,
+        previous_status: Option<Status>,
+        changed_at: Timestamp,
+        receipt: Option<Box<RawValue>>,
+    ) -> StatusChange {
         let StatusNote { reason, message, source, code } = self;
-        StatusChange { status, previous_status, changed_at, reason, message, source, code }
+        StatusChange { status, previous_status, changed_at, reason, message, source, code, receipt }
     }
 }
 
@@ -101,7 +107,7 @@ impl NewAttempt {
 
     /// The attempt as first recorded, created now by `organization`.
     pub fn into_attempt(self, organization: OrganizationId, now: Timestamp) -> Attempt {
-        let change = self.status_note.change(self.status, None, now);
+        let change = self.status_note.change(self.status, None, now, Some(self.receipt.clone()));
         Attempt {
             id: AttemptId::new_at(now),
             organization_id: organization,
@@ -159,7 +165,7 @@ impl StatusUpdate {
     /// The attempt after this update, its history one entry longer; only along the lifecycle.
     pub fn apply(self, attempt: &Attempt, now: Timestamp) -> std::result::Result<Attempt, InvalidTransition> {
         let transition = StatusTransition::new(attempt.status, self.status)?;
-        let change = self.status_note.change(transition.to, Some(transition.from), now);
+        let change = self.status_note.change(transition.to, Some(transition.from), now, self.receipt.clone());
         let mut next = attempt.clone();
         next.status = transition.to;
         next.status_details = change.details();

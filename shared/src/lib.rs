@@ -5,10 +5,12 @@
 //! - [`store`]: the one place that knows the DynamoDB table (feature `dynamodb`, on by
 //!   default; without it the domain and HTTP mapping build alone, as the fuzzers use them);
 //! - [`api`]: identity, query parsing, errors and envelopes for API Gateway;
-//! - [`settings`], [`runtime`]: configuration, and what every Lambda builds once at init.
+//! - [`settings`], [`runtime`]: configuration, and what every Lambda builds once at init;
+//!   [`budget`]: the time one invocation may take.
 
 pub mod api;
 pub mod attempt;
+pub mod budget;
 pub mod command;
 pub mod id;
 pub mod idempotency;

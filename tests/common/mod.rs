@@ -3,6 +3,8 @@
 //! them, through the same handlers the Lambdas run.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -52,7 +54,7 @@ pub async fn service_on(endpoint: &str) -> Service {
     template.create_table(&client, &table).await.expect("table created from template.yaml");
     let store = AttemptStore::new(client.clone(), &table);
     let settings = Settings { trusted_writer_roles: vec![TRUSTED_ROLE.to_owned()], ..Settings::new(&table) };
-    let api = LocalApi::new(template.routes.clone(), store.clone(), settings);
+    let api = LocalApi::new(&template, store.clone(), settings);
     Service { api, store, client, table }
 }
 

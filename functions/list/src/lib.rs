@@ -8,6 +8,7 @@ use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
 pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
+    let store = &store.until(api::deadline(&req).work);
     if req.raw_http_path().ends_with("/summary") {
         Ok(api::serve(&req, summary(store, settings, &req)).await)
     } else {

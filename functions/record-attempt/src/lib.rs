@@ -26,7 +26,7 @@ async fn write(store: &AttemptStore, settings: &Settings, req: &Request) -> Resu
     let caller = Caller::from_request(req, settings)?;
     api::no_query(req)?;
     let body = api::json_body(req)?;
-    let writer = Writer::new(store, caller, api::idempotency_key(req)?);
+    let writer = Writer::new(store, caller, api::idempotency_key(req)?, api::deadline(req));
     if req.path_parameters_ref().is_some_and(|p| p.first("id").is_some()) {
         writer.update(&api::attempt_id(req)?, body).await
     } else {

@@ -5,10 +5,15 @@
 //! `idempotency_key`; `body` is what the HTTP route takes, `organization_id` included.
 //! From SQS, the key defaults to the message id, so a redelivered message records nothing
 //! twice; a message that fails is reported in `batchItemFailures`, retried by SQS, and moved
-//! to the dead-letter queue after `maxReceiveCount` receives.
+//! to the dead-letter queue after `maxReceiveCount` receives. A direct invoke's key defaults
+//! to its Lambda request id, which Lambda keeps when it retries an asynchronous invoke (AWS:
+//! "duplicate invocations that have the same request ID indicate that the Lambda service
+//! retried the function"); a caller that invokes again by itself gets a new request id and
+//! passes `idempotency_key` to be recorded once.
 
 use lambda_http::{Body, Error, LambdaEvent, Response};
 use payment_attempts::api::{self, ApiError, Caller};
+use payment_attempts::budget::Deadline;
 use payment_attempts::idempotency;
 use payment_attempts::validation::{self as v, InvalidRequest, JsonFields};
 use payment_attempts::{AttemptId, AttemptStore};
@@ -52,11 +57,15 @@ pub struct CommandResult {
 
 /// Handles an SQS event or a direct invoke; the payload stays raw so amounts keep their digits.
 pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, Error> {
-    let payload = event.payload;
+    let LambdaEvent { payload, context } = event;
+    // One budget for the whole invocation: messages left when it runs out fail fast and are
+    // reported for retry.
+    let deadline = Deadline::for_invocation(Some(context.deadline));
     let reply = match serde_json::from_str::<SqsBatch>(payload.get()) {
-        Ok(batch) => serde_json::to_string(&sqs_batch(store, batch).await)?,
+        Ok(batch) => serde_json::to_string(&sqs_batch(store, batch, deadline).await)?,
         Err(_) => {
-            let response = execute(store, payload.get().as_bytes(), None).await;
+            let key = Some(format!("invoke:{}", context.request_id)).filter(|_| !context.request_id.is_empty());
+            let response = execute(store, payload.get().as_bytes(), key, deadline).await;
             let body = RawValue::from_string(api::body_text(&response).to_owned())?;
             serde_json::to_string(&CommandResult { status: response.status().as_u16(), body })?
         }
@@ -64,12 +73,12 @@ pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> 
     Ok(RawValue::from_string(reply)?)
 }
 
-async fn sqs_batch(store: &AttemptStore, batch: SqsBatch) -> BatchResponse {
+async fn sqs_batch(store: &AttemptStore, batch: SqsBatch, deadline: Deadline) -> BatchResponse {
     let mut failures = Vec::new();
     for message in batch.records {
         let span = tracing::info_span!("message", message_id = %message.message_id);
         let key = format!("sqs:{}", message.message_id);
-        let response = execute(store, message.body.as_bytes(), Some(key)).instrument(span.clone()).await;
+        let response = execute(store, message.body.as_bytes(), Some(key), deadline).instrument(span.clone()).await;
         if !response.status().is_success() {
             // The error body names the rule that failed; it never holds receipts or tokens.
             span.in_scope(|| {
@@ -86,15 +95,25 @@ async fn sqs_batch(store: &AttemptStore, batch: SqsBatch) -> BatchResponse {
 }
 
 /// Runs one command; every outcome, errors included, is an HTTP-style response.
-async fn execute(store: &AttemptStore, command: &[u8], default_key: Option<String>) -> Response<Body> {
+async fn execute(
+    store: &AttemptStore,
+    command: &[u8],
+    default_key: Option<String>,
+    deadline: Deadline,
+) -> Response<Body> {
     // Boxed: the whole write's future is deep enough to overflow the compiler's layout limit.
-    match Box::pin(run(store, command, default_key)).await {
+    match Box::pin(run(store, command, default_key, deadline)).await {
         Ok(response) => response,
         Err(error) => api::error_response(&error),
     }
 }
 
-async fn run(store: &AttemptStore, command: &[u8], default_key: Option<String>) -> Result<Response<Body>, ApiError> {
+async fn run(
+    store: &AttemptStore,
+    command: &[u8],
+    default_key: Option<String>,
+    deadline: Deadline,
+) -> Result<Response<Body>, ApiError> {
     let mut fields = JsonFields::parse(command)?;
     let action = fields.take("action").ok_or_else(|| InvalidRequest::missing("action"))?;
     let key = v::optional_string(fields.take("idempotency_key"), "idempotency_key", 255)?;
@@ -103,7 +122,7 @@ async fn run(store: &AttemptStore, command: &[u8], default_key: Option<String>) 
     let body = fields.take("body").ok_or_else(|| InvalidRequest::missing("body"))?;
     fields.reject_unknown(None)?;
     // Whoever could invoke this function or send to its queue passed IAM: a trusted writer.
-    let writer = Writer::new(store, Caller::TrustedWriter { role: "lambda-invoke".to_owned() }, key);
+    let writer = Writer::new(store, Caller::TrustedWriter { role: "lambda-invoke".to_owned() }, key, deadline);
     match (v::string(&action, "action", 16)?.as_str(), attempt_id) {
         ("create", None) => writer.create(body.get().as_bytes()).await,
         ("update", Some(id)) => {

@@ -2,12 +2,17 @@
 //!
 //! With an `Idempotency-Key`, a request first claims the key (a retry meanwhile gets 409
 //! `idempotency_key_in_use`), then writes its response under it in the same transaction as
-//! the attempt; a refusal after the claim (404, 409) is kept too, so a retry gets the same
-//! answer; a storage failure gives the key back so that a retry runs again.
+//! the attempt. A final refusal after the claim (404, 409 `invalid_state_transition` or
+//! `duplicate_request`) is kept too, so a retry gets the same answer. Any other failure (a
+//! 503, a 409 that says to retry) is settled: the write may have committed although its
+//! answer was lost, so the key is given back only if the write did not happen, by a delete
+//! that also fences out a write still on its way; if the write did commit, its stored
+//! answer is the answer.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use payment_attempts::api::{self, ApiError, Caller};
+use payment_attempts::budget::Deadline;
 use payment_attempts::command::{NewAttempt, StatusUpdate};
 use payment_attempts::idempotency::{self, IdempotencyRecord, KeyClaim, KeyState};
 use payment_attempts::time::Timestamp;
@@ -16,8 +21,11 @@ use payment_attempts::{AttemptId, AttemptStore, OrganizationId, StoreError};
 /// Re-reads after losing a race before answering 409: the winner's change decides the answer.
 const UPDATE_ATTEMPTS: usize = 3;
 
-pub struct Writer<'a> {
-    store: &'a AttemptStore,
+pub struct Writer {
+    /// Bounded to the request's work deadline.
+    store: AttemptStore,
+    /// Bounded to its settle deadline: settling a key runs after the work gave up.
+    settle: AttemptStore,
     caller: Caller,
     key: Option<String>,
 }
@@ -28,9 +36,9 @@ enum Start {
     Run(Option<KeyClaim>),
 }
 
-impl<'a> Writer<'a> {
-    pub fn new(store: &'a AttemptStore, caller: Caller, idempotency_key: Option<String>) -> Self {
-        Writer { store, caller, key: idempotency_key }
+impl Writer {
+    pub fn new(store: &AttemptStore, caller: Caller, idempotency_key: Option<String>, deadline: Deadline) -> Self {
+        Writer { store: store.until(deadline.work), settle: store.until(deadline.settle), caller, key: idempotency_key }
     }
 
     /// Records a new attempt: 201 with it.
@@ -100,7 +108,7 @@ impl<'a> Writer<'a> {
             let now = Timestamp::now();
             match self.store.key_state(org, key, now).await? {
                 Some(KeyState::Done(record)) => return api::replay(&record, fingerprint).map(Start::Replay),
-                Some(KeyState::InFlight { fingerprint: held }) if held == fingerprint => {
+                Some(KeyState::InFlight { fingerprint: held, .. }) if held == fingerprint => {
                     return Err(ApiError::idempotency_key_in_use())
                 }
                 Some(KeyState::InFlight { .. }) => return Err(ApiError::idempotency_mismatch()),
@@ -114,8 +122,9 @@ impl<'a> Writer<'a> {
         Err(ApiError::idempotency_key_in_use())
     }
 
-    /// Settles the claimed key with the outcome: kept if the request was answered (a write
-    /// stored it already, in its own transaction), given back if storage failed.
+    /// Settles the claimed key with the outcome: a write or a final refusal keeps it (a write
+    /// stored it already, in its own transaction); anything else gives it back, unless the
+    /// write committed all the same, whose stored answer is then the answer.
     async fn finish(
         &self,
         org: &OrganizationId,
@@ -123,18 +132,37 @@ impl<'a> Writer<'a> {
         outcome: Result<Response<Body>, ApiError>,
     ) -> Result<Response<Body>, ApiError> {
         let (Some(claim), Err(error)) = (claim, &outcome) else { return outcome };
-        if error.status.is_client_error() {
+        if error.is_final() {
             let refusal = api::error_response(error);
             let record =
                 IdempotencyRecord::new(&claim, error.status.as_u16(), api::body_text(&refusal), Timestamp::now());
-            if let Err(e) = self.store.finish_key(org, &record).await {
+            if let Err(e) = self.settle.finish_key(org, &record).await {
                 tracing::warn!(error = %e, "could not keep the refusal under its idempotency key");
             }
-        } else if let Err(e) = self.store.release_key(org, &claim).await {
-            // It expires by itself after idempotency::CLAIM_SECONDS.
-            tracing::warn!(error = %e, "could not give the idempotency key back");
+            return outcome;
         }
-        outcome
+        match self.settle.release_key(org, &claim).await {
+            // The write did not happen, and now never will: a retry runs.
+            Ok(true) => outcome,
+            // No longer in flight under this claim: did its write commit?
+            Ok(false) => match self.settle.key_state(org, &claim.key, Timestamp::now()).await {
+                Ok(Some(KeyState::Done(record))) if record.token == claim.token => {
+                    tracing::info!("the write committed though its answer was lost: answering what it stored");
+                    Ok(api::recorded_response(&record))
+                }
+                Ok(_) => outcome,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the idempotency key back");
+                    outcome
+                }
+            },
+            Err(e) => {
+                // Unsettled: a retry gets 409 idempotency_key_in_use, or the stored answer if
+                // the write committed, until the claim runs out (idempotency::CLAIM_SECONDS).
+                tracing::warn!(error = %e, "could not settle the idempotency key");
+                outcome
+            }
+        }
     }
 }
 
@@ -143,7 +171,8 @@ fn record(claim: Option<&KeyClaim>, response: &Response<Body>, now: Timestamp) -
     claim.map(|claim| IdempotencyRecord::new(claim, response.status().as_u16(), api::body_text(response), now))
 }
 
-/// A write that lost its key claim meanwhile (it outlived the claim): another request runs.
+/// A write that found its key no longer in flight under its claim: another request took it
+/// over, or this write committed on an earlier try; settling the key tells which.
 fn written_elsewhere(e: StoreError) -> ApiError {
     match e {
         StoreError::IdempotencyKeyTaken => ApiError::idempotency_key_in_use(),

@@ -7,6 +7,7 @@ use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
 pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
+    let store = &store.until(api::deadline(&req).work);
     Ok(api::serve(&req, retrieve(store, settings, &req)).await)
 }
 

@@ -1,0 +1,209 @@
+//! The DynamoDB table: the only module that knows its keys and item layout.
+//!
+//! Attempt item: `pk = ORG#<org>`, `sk = ATT#<id>`. Session index (`by_session`, sparse):
+//! `session_pk = ORG#<org>#SES#<session>`, sort key `id`. Beside the attempts, in the same
+//! organization partition: idempotency records (`sk = IDEM#<key>`, expiring through the TTL
+//! attribute) and replay guards (`sk = HASH#<request_hash>`, naming the attempt that holds the
+//! hash). They are written in the same transaction as the attempt, so one never exists
+//! without the other. The organization is in every key, so no request can reach another
+//! tenant's items.
+//!
+//! - [`keys`]: key formats; [`item`]: attempts to items and back;
+//! - [`transact`]: transactions and what a failure means; [`idempotency`]: keys and guards;
+//! - [`list`]: pages; [`summary`]: counters.
+
+mod idempotency;
+mod item;
+mod keys;
+mod list;
+mod summary;
+mod transact;
+
+use std::future::Future;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::Client;
+use tokio::time::Instant;
+
+use crate::attempt::{Attempt, Status};
+use crate::id::{AttemptId, OrganizationId};
+use crate::idempotency::IdempotencyRecord;
+use item::{from_item, s, to_item, Item};
+use keys::{attempt_sk, org_key};
+pub use list::DEFAULT_MAX_READS;
+use transact::{classify, put, Write};
+
+/// Key attribute and index names, as declared in `template.yaml`.
+pub mod schema {
+    pub const PARTITION_KEY: &str = "pk";
+    pub const SORT_KEY: &str = "sk";
+    pub const SESSION_INDEX: &str = "by_session";
+    pub const SESSION_PARTITION_KEY: &str = "session_pk";
+    pub const SESSION_SORT_KEY: &str = "id";
+    pub const TTL_ATTRIBUTE: &str = "expires_at";
+}
+use schema::*;
+
+/// How long init waits for [`AttemptStore::warm_up`].
+pub const WARM_UP_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled after the SDK's retries, unreachable, timed out or failing on AWS's side: the
+    /// caller may retry. A write that fails this way may have been applied all the same.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// An item that does not decode: a bug or a hand edit, never the caller's fault.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    #[error("storage request failed: {0}")]
+    Other(String),
+    /// A pending or succeeded attempt of the organization already holds this request hash.
+    #[error("request_hash already held by {0}")]
+    DuplicateRequest(AttemptId),
+    /// Another request holds or has used this idempotency key.
+    #[error("idempotency key held by another request")]
+    IdempotencyKeyTaken,
+    /// A concurrent transaction is writing this idempotency key right now.
+    #[error("idempotency key in use by a request in flight")]
+    IdempotencyKeyInUse,
+    /// The attempt changed since it was read.
+    #[error("attempt changed since it was read")]
+    VersionConflict,
+    /// Another transaction was writing an item this call needed (DynamoDB's
+    /// `TransactionConflict`); nothing was written, a retry may pass.
+    #[error("transaction conflict on a shared item")]
+    Contention,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptStore {
+    client: Client,
+    table: String,
+    max_reads: u32,
+    /// When set, every call gives up at this instant (the request's time budget).
+    deadline: Option<Instant>,
+}
+
+impl AttemptStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        AttemptStore { client, table: table.into(), max_reads: DEFAULT_MAX_READS, deadline: None }
+    }
+
+    /// Bounds the Query calls of one list request (default [`DEFAULT_MAX_READS`]).
+    pub fn with_max_reads(self, max_reads: u32) -> Self {
+        AttemptStore { max_reads: max_reads.max(1), ..self }
+    }
+
+    /// The same store for one request: every call made through it, SDK retries included,
+    /// ends by `deadline` ([`StoreError::Unavailable`] if DynamoDB has not answered).
+    pub fn until(&self, deadline: std::time::Instant) -> Self {
+        AttemptStore { deadline: Some(Instant::from_std(deadline)), ..self.clone() }
+    }
+
+    /// Sends one request within the deadline; the SDK's own error is left to the caller.
+    async fn call<T, E>(
+        &self,
+        request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<Result<T, SdkError<E, HttpResponse>>, StoreError> {
+        match self.deadline {
+            None => Ok(request.await),
+            Some(deadline) => tokio::time::timeout_at(deadline, request)
+                .await
+                .map_err(|_| StoreError::Unavailable("no answer within the request's time budget".to_owned())),
+        }
+    }
+
+    /// Writes a new attempt, its replay guard and its idempotency record in one transaction;
+    /// never overwrites an attempt.
+    pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
+        let mut writes = vec![Write::Attempt(put(&self.table, to_item(attempt), "attribute_not_exists(#pk)", &[])?)];
+        if let Some(hash) = attempt.request_hash.as_deref() {
+            let org = &attempt.organization_id;
+            // A held hash refuses any new attempt; only a pending or succeeded one takes it.
+            writes.push(if holds_guard(attempt.status) {
+                Write::Guard(self.put_guard(org, hash, &attempt.id)?)
+            } else {
+                Write::GuardFree(self.guard_free(org, hash)?)
+            });
+        }
+        if let Some(key) = key {
+            writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
+        }
+        let amount = attempt.amount_usd.as_decimal();
+        for counter in summary::counter_keys(attempt) {
+            writes.push(Write::Counter(self.count(
+                &attempt.organization_id,
+                &counter,
+                &[(attempt.status, 1, amount)],
+            )?));
+        }
+        self.transact(writes).await
+    }
+
+    /// Replaces `before` by `after` if nobody changed it in between (same version), releasing
+    /// the replay guard when the attempt stops holding it, with the idempotency record.
+    pub async fn update(
+        &self,
+        before: &Attempt,
+        after: &Attempt,
+        key: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let version = aws_sdk_dynamodb::types::AttributeValue::N(before.version.to_string());
+        let condition = put(&self.table, to_item(after), "#version = :version", &[(":version", version)])?;
+        let mut writes = vec![Write::Attempt(condition)];
+        if let Some(hash) = after.request_hash.as_deref() {
+            if holds_guard(before.status) && !holds_guard(after.status) {
+                writes.push(Write::ReleaseGuard(self.delete_guard(&after.organization_id, hash, &after.id)?));
+            }
+        }
+        if let Some(key) = key {
+            writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
+        }
+        if before.status != after.status {
+            let amount = after.amount_usd.as_decimal();
+            let moves = [(before.status, -1, -amount), (after.status, 1, amount)];
+            for counter in summary::counter_keys(after) {
+                writes.push(Write::Counter(self.count(&after.organization_id, &counter, &moves)?));
+            }
+        }
+        self.transact(writes).await
+    }
+
+    /// Strongly consistent: an attempt just recorded is always found.
+    pub async fn get(&self, org: &OrganizationId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
+        self.read(org, attempt_sk(id)).await?.map(|item| from_item(&item)).transpose()
+    }
+
+    /// Reads a key no item ever has, so that the connection (DNS, TCP, TLS), the credentials
+    /// and the request path are ready before the first event. Bounded to one second so an
+    /// outage cannot hold init; errors are only logged, as the first request reports them.
+    pub async fn warm_up(&self) {
+        let read =
+            self.client.get_item().table_name(&self.table).key(PARTITION_KEY, s("WARMUP")).key(SORT_KEY, s("WARMUP"));
+        match tokio::time::timeout(WARM_UP_BOUND, read.send()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(error = %classify(err), "DynamoDB warm-up failed"),
+            Err(_) => tracing::warn!("DynamoDB warm-up timed out"),
+        }
+    }
+
+    /// One item of the organization's partition, strongly consistent.
+    async fn read(&self, org: &OrganizationId, sort_key: String) -> Result<Option<Item>, StoreError> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(org_key(org)))
+            .key(SORT_KEY, s(sort_key))
+            .consistent_read(true)
+            .send();
+        Ok(self.call(request).await?.map_err(classify)?.item)
+    }
+}
+
+/// A pending or succeeded attempt holds its request hash; failed and released ones let go.
+fn holds_guard(status: Status) -> bool {
+    matches!(status, Status::Pending | Status::Succeeded)
+}

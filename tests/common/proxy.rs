@@ -1,0 +1,148 @@
+//! A fault-injecting proxy on loopback between the service and DynamoDB Local: it forwards
+//! each request to the engine, and for the operations a rule names it can hold the answer
+//! after the engine committed, drop the connection after sending, never answer, or answer an
+//! error of its choosing without forwarding.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Forward; once the engine answered, hold that answer this long (the client gives up).
+    HoldAnswer(Duration),
+    /// Forward; once the engine answered, close the connection without answering.
+    DropAfterSend,
+    /// Neither forward nor answer.
+    NeverAnswer,
+    /// Answer DynamoDB's error `code` with `status`, without forwarding.
+    Error { status: u16, code: &'static str },
+}
+
+struct Rule {
+    /// `TransactWriteItems`, `GetItem`, ...; `None` matches every operation.
+    operation: Option<&'static str>,
+    fault: Fault,
+    /// Requests it still applies to; `None` for all.
+    remaining: Option<usize>,
+}
+
+#[derive(Clone, Default)]
+struct Rules(Arc<Mutex<Vec<Rule>>>);
+
+impl Rules {
+    /// The fault for one request of `operation`, counting it against its rule.
+    fn take(&self, operation: &str) -> Option<Fault> {
+        let mut rules = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let index = rules.iter().position(|r| r.operation.is_none_or(|o| o == operation))?;
+        let fault = rules[index].fault.clone();
+        if let Some(left) = rules[index].remaining.as_mut() {
+            *left -= 1;
+            if *left == 0 {
+                rules.remove(index);
+            }
+        }
+        Some(fault)
+    }
+}
+
+pub struct FaultProxy {
+    endpoint: String,
+    rules: Rules,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// A proxy in front of the engine at `upstream`, forwarding everything until told otherwise.
+    pub async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let rules = Rules::default();
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let (upstream, state) = (upstream.to_owned(), rules.clone());
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, upstream, rules) = (client.clone(), upstream.clone(), state.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        forward(client.clone(), upstream.clone(), rules.clone(), req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy { endpoint, rules, server }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// From now on, `fault` for the next `times` requests of `operation` (every operation with
+    /// `None`; every request with `times` `None`). Earlier rules match first.
+    pub fn inject(&self, operation: Option<&'static str>, fault: Fault, times: Option<usize>) {
+        self.rules.0.lock().unwrap_or_else(|e| e.into_inner()).push(Rule { operation, fault, remaining: times });
+    }
+
+    /// Forwards everything again.
+    pub fn heal(&self) {
+        self.rules.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+type ProxyError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn forward(
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream: String,
+    rules: Rules,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+    let fault = rules.take(&operation);
+    match &fault {
+        Some(Fault::NeverAnswer) => std::future::pending::<()>().await,
+        Some(Fault::Error { status, code }) => {
+            let text = format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test proxy"}}"#
+            );
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            *response.status_mut() = hyper::StatusCode::from_u16(*status)?;
+            response.headers_mut().insert("content-type", "application/x-amz-json-1.0".parse()?);
+            return Ok(response);
+        }
+        _ => {}
+    }
+    let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut request = Request::builder().method(parts.method).uri(uri);
+    for (name, value) in &parts.headers {
+        if name != hyper::header::HOST {
+            request = request.header(name, value);
+        }
+    }
+    let answer = client.request(request.body(Full::new(body))?).await?;
+    let (parts, body) = answer.into_parts();
+    let body = body.collect().await?.to_bytes();
+    match fault {
+        Some(Fault::HoldAnswer(hold)) => tokio::time::sleep(hold).await,
+        Some(Fault::DropAfterSend) => return Err("dropped after the engine answered".into()),
+        _ => {}
+    }
+    Ok(Response::from_parts(parts, Full::new(body)))
+}

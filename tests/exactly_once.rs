@@ -1,0 +1,231 @@
+//! Exactly once when DynamoDB's answer is lost: a fault-injecting proxy between the service
+//! and DynamoDB Local lets writes commit and loses their answers, hangs, or refuses; a retry
+//! with the same key must replay what was committed, and nothing is recorded twice.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::{Fault, FaultProxy};
+use common::{attempt_body, engine_endpoint, service_on, Reply, Service, TRUSTED_ROLE};
+use lambda_http::{Context, LambdaEvent};
+use payment_attempts::budget::FUNCTION_TIMEOUT;
+use payment_attempts_local::local_api::LOCAL_CALLER_ARN_HEADER;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+const LIST: &str = "/v1/payments/attempts";
+const INTERNAL: &str = "/internal/v1/payments/attempts";
+const ORG: &str = "org_acme";
+/// Longer than any SDK attempt and operation timeout: the answer never comes in time.
+const LOST: Fault = Fault::HoldAnswer(Duration::from_secs(30));
+
+async fn proxied() -> (FaultProxy, Service) {
+    let proxy = FaultProxy::start(&engine_endpoint()).await;
+    let svc = service_on(proxy.endpoint()).await;
+    (proxy, svc)
+}
+
+/// The answer is lost both for the write and for the key's release: the service cannot know.
+fn lose_every_write_answer(proxy: &FaultProxy) {
+    proxy.inject(Some("TransactWriteItems"), LOST, None);
+    proxy.inject(Some("DeleteItem"), LOST, None);
+}
+
+fn assert_503_in_time(reply: &Reply, took: Duration, what: &str) {
+    assert_eq!(reply.status, 503, "{what}: {}", reply.text);
+    assert_eq!(reply.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "{what}");
+    assert_eq!(reply.error().0, "storage_unavailable", "{what}");
+    assert!(took < FUNCTION_TIMEOUT, "{what} answered in {took:?}, past the {FUNCTION_TIMEOUT:?} function timeout");
+}
+
+fn assert_replayed(reply: &Reply, first: &str, status: u16) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!(reply.text, first, "replayed byte for byte");
+}
+
+/// The organization's attempts (one page is enough here) and its summary count.
+async fn stored(svc: &Service) -> (Vec<Value>, i64) {
+    let page = svc.get(ORG, &format!("{LIST}?limit=100")).await.json();
+    let summary = svc.get(ORG, &format!("{LIST}/summary")).await.json();
+    (page["data"].as_array().cloned().unwrap_or_default(), summary["count"].as_i64().unwrap_or(-1))
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_recorded_once_and_replayed() {
+    let (proxy, svc) = proxied().await;
+    let body = attempt_body(Some("session_s1"), "0.25").to_string();
+    lose_every_write_answer(&proxy);
+    let started = Instant::now();
+    let first = svc.post_keyed(ORG, LIST, &body, "create-k").await;
+    assert_503_in_time(&first, started.elapsed(), "keyed create, answer lost");
+    println!("exactly once: create with its answer lost answered 503 in {:?}", started.elapsed());
+    proxy.heal();
+
+    let retry = svc.post_keyed(ORG, LIST, &body, "create-k").await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    let id = retry.json()["id"].as_str().unwrap().to_owned();
+    // The committed attempt, as retrieve shows it, is what the retry replayed.
+    let shown = svc.get(ORG, &format!("{LIST}/{id}")).await;
+    assert_eq!(shown.text, retry.text, "the replay is the committed attempt, byte for byte");
+    assert_replayed(&svc.post_keyed(ORG, LIST, &body, "create-k").await, &retry.text, 201);
+    let (attempts, counted) = stored(&svc).await;
+    assert_eq!((attempts.len(), counted), (1, 1), "one attempt, counted once");
+    assert_eq!(shown.json()["status_history"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_lost_answer_that_the_service_can_read_back_is_answered_at_once() {
+    let (proxy, svc) = proxied().await;
+    let body = attempt_body(None, "1").to_string();
+    // Only the transaction's answer is lost: settling the key finds the write committed.
+    proxy.inject(Some("TransactWriteItems"), Fault::DropAfterSend, None);
+    let first = svc.post_keyed(ORG, LIST, &body, "read-back").await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert!(first.headers.get("idempotent-replayed").is_none(), "this is the request that wrote it");
+    proxy.heal();
+    assert_replayed(&svc.post_keyed(ORG, LIST, &body, "read-back").await, &first.text, 201);
+    assert_eq!(stored(&svc).await.0.len(), 1);
+}
+
+#[tokio::test]
+async fn a_settle_whose_answer_is_lost_is_applied_once_and_replayed() {
+    let (proxy, svc) = proxied().await;
+    let created = svc.record(ORG, &attempt_body(Some("session_s1"), "2")).await;
+    let target = format!("{LIST}/{}", created["id"].as_str().unwrap());
+    let settle = json!({"status": "succeeded", "receipt": {"settlement": "0xfeed"}}).to_string();
+    lose_every_write_answer(&proxy);
+    let started = Instant::now();
+    let first = svc.post_keyed(ORG, &target, &settle, "settle-k").await;
+    assert_503_in_time(&first, started.elapsed(), "keyed settle, answer lost");
+    proxy.heal();
+
+    let retry = svc.post_keyed(ORG, &target, &settle, "settle-k").await;
+    assert_eq!(retry.status, 200, "not a 409 invalid_state_transition: {}", retry.text);
+    assert_eq!(retry.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    let shown = svc.get(ORG, &target).await;
+    assert_eq!(shown.text, retry.text);
+    let history = shown.json()["status_history"].as_array().cloned().unwrap();
+    assert_eq!(history.len(), 2, "the change is in the history once");
+    // Both receipts are kept: the one recorded at creation and the settlement's.
+    assert_eq!(history[0]["receipt"], json!({"tx": "0x5e1f"}));
+    assert_eq!(history[1]["receipt"], json!({"settlement": "0xfeed"}));
+    assert_eq!(shown.json()["receipt"], json!({"settlement": "0xfeed"}));
+    let summary = svc.get(ORG, &format!("{LIST}/summary")).await.json();
+    assert_eq!((summary["count"].as_i64(), summary["by_status"]["succeeded"]["count"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(summary["by_status"]["pending"]["count"].as_i64(), Some(0));
+}
+
+#[tokio::test]
+async fn an_iam_write_whose_answer_is_lost_is_recorded_once() {
+    let (proxy, svc) = proxied().await;
+    let mut body = attempt_body(None, "3");
+    body["organization_id"] = json!(ORG);
+    let body = body.to_string();
+    let headers =
+        [("content-type", "application/json"), (LOCAL_CALLER_ARN_HEADER, TRUSTED_ROLE), ("idempotency-key", "iam-k")];
+    let post = || svc.request_with("POST", INTERNAL, &headers, body.as_bytes());
+    lose_every_write_answer(&proxy);
+    let started = Instant::now();
+    let first = post().await;
+    assert_503_in_time(&first, started.elapsed(), "IAM create, answer lost");
+    proxy.heal();
+    let retry = post().await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_replayed(&post().await, &retry.text, 201);
+    assert_eq!(stored(&svc).await, (vec![retry.json()].into_iter().map(row).collect(), 1));
+}
+
+/// A retrieved attempt as a list row shows it.
+fn row(mut attempt: Value) -> Value {
+    attempt.as_object_mut().map(|o| o.remove("status_history"));
+    attempt
+}
+
+fn invoke(payload: &Value, request_id: &str) -> LambdaEvent<Box<RawValue>> {
+    let mut context = Context::default();
+    context.request_id = request_id.to_owned();
+    LambdaEvent::new(RawValue::from_string(payload.to_string()).unwrap(), context)
+}
+
+async fn worker(svc: &Service, event: LambdaEvent<Box<RawValue>>) -> Value {
+    serde_json::from_str(record_attempt::worker::handle(&svc.store, event).await.unwrap().get()).unwrap()
+}
+
+#[tokio::test]
+async fn worker_writes_whose_answers_are_lost_are_recorded_once() {
+    let (proxy, svc) = proxied().await;
+    let mut body = attempt_body(None, "4");
+    body["organization_id"] = json!(ORG);
+    // A direct invoke without idempotency_key, retried by Lambda under the same request id.
+    let command = json!({"action": "create", "body": body});
+    lose_every_write_answer(&proxy);
+    let first = worker(&svc, invoke(&command, "invoke-1")).await;
+    assert_eq!(first["status"], 503, "{first}");
+    proxy.heal();
+    let retried = worker(&svc, invoke(&command, "invoke-1")).await;
+    assert_eq!(retried["status"], 201, "{retried}");
+    assert_eq!(worker(&svc, invoke(&command, "invoke-1")).await, retried, "the same answer again");
+    // An SQS message: the batch reports it for redelivery, the redelivery records nothing twice.
+    let message = json!({"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": command.to_string(),
+        "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}]});
+    lose_every_write_answer(&proxy);
+    let first = worker(&svc, invoke(&message, "sqs-batch-1")).await;
+    assert_eq!(first["batchItemFailures"][0]["itemIdentifier"], "m-1", "{first}");
+    proxy.heal();
+    let redelivered = worker(&svc, invoke(&message, "sqs-batch-2")).await;
+    assert_eq!(redelivered["batchItemFailures"], json!([]), "{redelivered}");
+    let (attempts, counted) = stored(&svc).await;
+    assert_eq!((attempts.len(), counted), (2, 2), "one attempt per invoke and per message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_dynamodb_that_never_answers_every_route_answers_503_inside_the_timeout() {
+    let (proxy, svc) = proxied().await;
+    let created = svc.record(ORG, &attempt_body(Some("session_s1"), "1")).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    proxy.inject(None, Fault::NeverAnswer, None);
+    let body = attempt_body(None, "1").to_string();
+    let mut internal = attempt_body(None, "1");
+    internal["organization_id"] = json!(ORG);
+    let internal = internal.to_string();
+    let settle = json!({"status": "released"}).to_string();
+    let target = format!("{LIST}/{id}");
+    let (member, iam) =
+        (common::bearer(ORG), [("content-type", "application/json"), (LOCAL_CALLER_ARN_HEADER, TRUSTED_ROLE)]);
+    let unkeyed = [("authorization", member.as_str()), ("content-type", "application/json")];
+    let started = Instant::now();
+    let timed = |what: &'static str| move |reply: Reply| (what, reply, started.elapsed());
+    // Boxed: eight whole requests on one test thread's stack overflow it in a debug build.
+    let replies = tokio::join!(
+        Box::pin(async { timed("list")(svc.get(ORG, LIST).await) }),
+        Box::pin(async { timed("list by session")(svc.get(ORG, &format!("{LIST}?session_id=session_s1")).await) }),
+        Box::pin(async { timed("summary")(svc.get(ORG, &format!("{LIST}/summary")).await) }),
+        Box::pin(async { timed("retrieve")(svc.get(ORG, &target).await) }),
+        Box::pin(async { timed("create")(svc.post_keyed(ORG, LIST, &body, "hang-create").await) }),
+        Box::pin(async {
+            timed("create without key")(svc.request_with("POST", LIST, &unkeyed, body.as_bytes()).await)
+        }),
+        Box::pin(async { timed("settle")(svc.post_keyed(ORG, &target, &settle, "hang-settle").await) }),
+        Box::pin(async { timed("IAM create")(svc.request_with("POST", INTERNAL, &iam, internal.as_bytes()).await) }),
+    );
+    let replies = [replies.0, replies.1, replies.2, replies.3, replies.4, replies.5, replies.6, replies.7];
+    let mut worst = Duration::ZERO;
+    for (what, reply, took) in &replies {
+        assert_503_in_time(reply, *took, what);
+        worst = worst.max(*took);
+    }
+    let started = Instant::now();
+    let command = json!({"action": "create", "body": serde_json::from_str::<Value>(&internal).unwrap()});
+    let invoked = worker(&svc, invoke(&command, "hang-invoke")).await;
+    let took = started.elapsed();
+    assert_eq!(invoked["status"], 503, "{invoked}");
+    assert!(took < FUNCTION_TIMEOUT, "worker answered in {took:?}");
+    worst = worst.max(took);
+    println!(
+        "time budget: DynamoDB never answering, {} routes and the worker each answered 503 + Retry-After; worst {worst:?} against the {FUNCTION_TIMEOUT:?} timeout",
+        replies.len()
+    );
+}
