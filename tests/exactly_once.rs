@@ -229,3 +229,47 @@ async fn under_a_dynamodb_that_never_answers_every_route_answers_503_inside_the_
         replies.len()
     );
 }
+
+#[tokio::test]
+async fn a_transaction_conflict_is_a_retryable_409_that_is_not_kept() {
+    let (proxy, svc) = proxied().await;
+    let body = attempt_body(None, "5").to_string();
+    // On the key's claim.
+    proxy.inject(Some("PutItem"), Fault::Error { status: 400, code: "TransactionConflictException" }, Some(1));
+    let refused = svc.post_keyed(ORG, LIST, &body, "conflict-claim").await;
+    assert_eq!((refused.status, refused.error().0.as_str()), (409, "idempotency_key_in_use"), "{}", refused.text);
+    let ran = svc.post_keyed(ORG, LIST, &body, "conflict-claim").await;
+    assert_eq!(ran.status, 201, "the retry runs: {}", ran.text);
+    assert!(ran.headers.get("idempotent-replayed").is_none());
+    // On the write's transaction: the key is given back, the retry runs, then replays.
+    let body = attempt_body(None, "6").to_string();
+    proxy.inject(
+        Some("TransactWriteItems"),
+        Fault::Error { status: 400, code: "TransactionConflictException" },
+        Some(1),
+    );
+    let refused = svc.post_keyed(ORG, LIST, &body, "conflict-write").await;
+    assert_eq!((refused.status, refused.error().0.as_str()), (409, "concurrent_update"), "{}", refused.text);
+    let ran = svc.post_keyed(ORG, LIST, &body, "conflict-write").await;
+    assert_eq!(ran.status, 201, "the temporary 409 was not kept: {}", ran.text);
+    assert!(ran.headers.get("idempotent-replayed").is_none());
+    assert_replayed(&svc.post_keyed(ORG, LIST, &body, "conflict-write").await, &ran.text, 201);
+    // On a read.
+    let id = ran.json()["id"].as_str().unwrap().to_owned();
+    proxy.inject(Some("GetItem"), Fault::Error { status: 400, code: "TransactionConflictException" }, Some(1));
+    let read = svc.get(ORG, &format!("{LIST}/{id}")).await;
+    assert_eq!((read.status, read.error().0.as_str()), (409, "concurrent_update"), "never a 500: {}", read.text);
+    assert_eq!(stored(&svc).await.0.len(), 2);
+}
+
+#[tokio::test]
+async fn a_final_409_is_kept_and_replayed() {
+    let svc = common::service().await;
+    let created = svc.record(ORG, &attempt_body(None, "7")).await;
+    let target = format!("{LIST}/{}", created["id"].as_str().unwrap());
+    svc.post(ORG, &target, &json!({"status": "succeeded"})).await;
+    let late = json!({"status": "released"}).to_string();
+    let refused = svc.post_keyed(ORG, &target, &late, "late-release").await;
+    assert_eq!((refused.status, refused.error().0.as_str()), (409, "invalid_state_transition"));
+    assert_replayed(&svc.post_keyed(ORG, &target, &late, "late-release").await, &refused.text, 409);
+}
