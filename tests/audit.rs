@@ -82,6 +82,33 @@ async fn walk(store: &AttemptStore, query: &ListQuery) -> (Vec<String>, u32, usi
     (ids, worst, resumed)
 }
 
+/// Walks every page backwards with `ending_before`, from before the oldest attempt (following
+/// `next_page` when the read bound cut a page short); returns the ids newest first.
+async fn walk_back(store: &AttemptStore, query: &ListQuery) -> Vec<String> {
+    let org = OrganizationId::parse(ORG).unwrap();
+    let oldest = payment_attempts::AttemptId::parse(&format!("payatt_{}", "0".repeat(32))).unwrap();
+    let mut query = ListQuery { cursor: Some(Cursor::EndingBefore(oldest)), ..query.clone() };
+    let mut pages: Vec<Vec<String>> = Vec::new();
+    loop {
+        let page = store.list(&org, &query).await.unwrap();
+        let ids: Vec<String> = page.attempts.iter().map(|a| a.id.to_string()).collect();
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "each page newest first");
+        if !page.has_more {
+            assert!(page.resume.is_none());
+            pages.push(ids);
+            break;
+        }
+        query.cursor = match (page.resume, page.attempts.first()) {
+            (Some(resume), _) => Some(resume),
+            (None, Some(newest)) => Some(Cursor::EndingBefore(newest.id.clone())),
+            (None, None) => panic!("has_more with an empty page and nowhere to resume"),
+        };
+        pages.push(ids);
+    }
+    // Pages come oldest first; the list reads newest first.
+    pages.into_iter().rev().flatten().collect()
+}
+
 fn combinations() -> Vec<ListQuery> {
     let sessions = [None, Some("session_s3")];
     let statuses: [&[Status]; 3] = [&[], &[Status::Failed], &[Status::Pending, Status::Succeeded]];
@@ -129,6 +156,8 @@ async fn every_filter_combination_walks_to_the_in_memory_answer() {
         let (ids, _, cut) = walk(&bounded, query).await;
         assert_eq!(ids, expected, "bounded {query:?}");
         resumed += cut;
+        // Backwards with ending_before, under the same bound: the same answer.
+        assert_eq!(walk_back(&bounded, query).await, expected, "backwards, bounded {query:?}");
     }
     assert!(resumed > 0, "the bounded store did cut some pages short");
     // Nothing matches: an empty page, has_more false, within the default bound.
@@ -137,7 +166,7 @@ async fn every_filter_combination_walks_to_the_in_memory_answer() {
     let page = svc.store.list(&org, &none).await.unwrap();
     assert!(page.attempts.is_empty() && !page.has_more && page.resume.is_none());
     println!(
-        "audit: {} filter combinations over {} attempts; worst filtered page: {} Query calls; empty match: {} Query calls; {} pages resumed under a 2-call bound",
+        "audit: {} filter combinations over {} attempts, walked forwards and backwards; worst filtered page: {} Query calls; empty match: {} Query calls; {} pages resumed under a 2-call bound",
         queries.len(),
         all.len(),
         worst_reads,
@@ -261,4 +290,43 @@ async fn summaries_equal_the_page_walk_totals_after_random_transitions() {
         assert_eq!((reply.status, reply.error().1.as_deref()), (400, Some(param)), "{query}");
     }
     println!("summary: 2,000 attempts, 500 transitions: organization, 20 sessions and an 18-hour range equal their page walks");
+}
+
+/// Hourly summaries and `created[lt]` cut at the exact millisecond; a range is at most 744 hours.
+#[tokio::test]
+async fn summary_hours_end_at_their_last_millisecond() {
+    let svc = common::service().await;
+    let org = OrganizationId::parse(ORG).unwrap();
+    let hour = T0 + 5 * HOUR_MS;
+    let at = |ms: i64| Timestamp::from_unix_millis(ms).unwrap();
+    let body = common::attempt_body(None, "1.5").to_string();
+    for ms in [hour - 1, hour] {
+        let attempt = NewAttempt::from_json(body.as_bytes()).unwrap().into_attempt(org.clone(), at(ms));
+        svc.store.create(&attempt, None).await.unwrap();
+    }
+    let count = |query: String| {
+        let svc = &svc;
+        async move {
+            let reply = svc.get(ORG, &format!("/v1/payments/attempts/summary?{query}")).await;
+            assert_eq!(reply.status, 200, "{query}: {}", reply.text);
+            reply.json()["count"].as_i64().unwrap()
+        }
+    };
+    let (h_minus_1, h, h_plus_1) = (at(hour - HOUR_MS), at(hour), at(hour + HOUR_MS));
+    // hh:59:59.999 is in the hour before; the next hour's first millisecond in the next.
+    assert_eq!(count(format!("created[gte]={h_minus_1}&created[lt]={h}")).await, 1);
+    assert_eq!(count(format!("created[gte]={h}&created[lt]={h_plus_1}")).await, 1);
+    assert_eq!(count(format!("created[gte]={h_minus_1}&created[lt]={h_plus_1}")).await, 2);
+    let listed = svc.get(ORG, &format!("/v1/payments/attempts?created[lt]={h}")).await.json();
+    let created: Vec<&str> =
+        listed["data"].as_array().unwrap().iter().map(|r| r["created_at"].as_str().unwrap()).collect();
+    assert_eq!(created, vec![at(hour - 1).to_string()], "created[lt] excludes the hour's first millisecond");
+    let listed = svc.get(ORG, &format!("/v1/payments/attempts?created[gte]={h}")).await.json();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    // 744 hours (31 days) is the longest range.
+    let end = |hours: i64| at(hour + hours * HOUR_MS);
+    assert_eq!(count(format!("created[gte]={h}&created[lt]={}", end(744))).await, 1);
+    let refused =
+        svc.get(ORG, &format!("/v1/payments/attempts/summary?created[gte]={h}&created[lt]={}", end(745))).await;
+    assert_eq!((refused.status, refused.error().1.as_deref()), (400, Some("created[gte]")));
 }
