@@ -92,6 +92,11 @@ impl LocalApi {
 
     /// What API Gateway would answer: routes the request, builds its event, invokes the function.
     pub async fn call(&self, request: &GatewayRequest) -> Response<Full<Bytes>> {
+        // API Gateway answers a Host no URL can hold itself (the function's runtime would fail
+        // to build the request from it).
+        if request.header("host").is_some_and(|host| url::Url::parse(&format!("http://{host}/")).is_err()) {
+            return gateway_error(StatusCode::BAD_REQUEST, "Bad Request");
+        }
         // As API Gateway does, a literal segment beats a `{parameter}`: fewest parameters wins.
         let matched = self
             .routes
@@ -103,6 +108,20 @@ impl LocalApi {
         let Some((route, params)) = matched else {
             return gateway_error(StatusCode::NOT_FOUND, "Not Found");
         };
+        // Routed on the path as sent (`%2F` stays inside its segment); HTTP APIs then hand the
+        // function the path percent-decoded, in `rawPath` and in the path parameters alike
+        // (REST APIs and function URLs keep it encoded).
+        let params: Vec<(String, String)> = params.into_iter().map(|(k, v)| (k, percent_decode(&v))).collect();
+        let request = &GatewayRequest { path: percent_decode(&request.path), ..request.clone() };
+        // The authorizers answer before any function runs: an IAM route needs a signature (here,
+        // the caller's role in a header), a JWT route a bearer token it can read.
+        if route.iam {
+            if request.header(LOCAL_CALLER_ARN_HEADER).is_none() {
+                return gateway_error(StatusCode::FORBIDDEN, "Forbidden");
+            }
+        } else if request.header("authorization").and_then(token::claims).is_none() {
+            return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
         let event = request.to_event(route, &params);
         let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
             Ok(lambda_request) => lambda_request,
@@ -178,6 +197,11 @@ fn gateway_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 }
 
 impl GatewayRequest {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
     /// The payload format 2.0 event API Gateway sends for this request on `route`.
     pub fn to_event(&self, route: &Route, path_params: &[(String, String)]) -> Value {
         let mut headers = Map::new();
@@ -193,6 +217,9 @@ impl GatewayRequest {
                 }
             }
         }
+        // Set by the gateway, whatever the client sent: the local server speaks plain HTTP.
+        headers.insert("x-forwarded-proto".to_owned(), Value::String("http".to_owned()));
+        headers.insert("x-forwarded-for".to_owned(), Value::String(self.source_ip.clone()));
         let route_key = format!("{} {}", route.method, route.path);
         let now = time::OffsetDateTime::now_utc();
         let mut context = json!({
@@ -251,5 +278,38 @@ impl GatewayRequest {
             };
         }
         event
+    }
+}
+
+/// `%XX` sequences decoded; invalid UTF-8 after decoding is replaced, as text must be.
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn paths_are_percent_decoded() {
+        assert_eq!(percent_decode("/v1/payments/attempts/payatt_%30%61"), "/v1/payments/attempts/payatt_0a");
+        assert_eq!(percent_decode("/a%20b/%2F/%zz/%4"), "/a b///%zz/%4");
+        assert_eq!(percent_decode("/%FF"), "/\u{fffd}");
     }
 }

@@ -147,32 +147,36 @@ async fn list_and_retrieve_parameters_are_checked() {
 #[tokio::test]
 async fn no_identity_no_entry() {
     let svc = service().await;
-    let no_org = format!("Bearer {}", payment_attempts_local::token::unsigned(&json!({"sub": "user_1"})));
-    let empty = format!("Bearer {}", payment_attempts_local::token::unsigned(&json!({"org_id": ""})));
-    let malformed = format!("Bearer {}", payment_attempts_local::token::unsigned(&json!({"org_id": "org_a#SES#b"})));
-    let numeric = format!("Bearer {}", payment_attempts_local::token::unsigned(&json!({"org_id": 42})));
-    let listed = format!("Bearer {}", payment_attempts_local::token::unsigned(&json!({"org_id": ["org_a"]})));
-    let auths = [
-        None,
-        Some("Bearer"),
-        Some("Basic dXNlcjpwdw=="),
-        Some(no_org.as_str()),
-        Some(&empty),
-        Some(&malformed),
-        Some(&numeric),
-        Some(&listed),
+    let token = |claims: serde_json::Value| format!("Bearer {}", payment_attempts_local::token::unsigned(&claims));
+    // No readable bearer token: API Gateway's JWT authorizer answers, no function runs.
+    let unreadable = [None, Some("Bearer"), Some("Basic dXNlcjpwdw=="), Some("Bearer not-a-jwt")];
+    // A token the authorizer accepts whose organization claim is unusable: the handler's 401.
+    let unusable = [
+        token(json!({"sub": "user_1"})),
+        token(json!({"org_id": ""})),
+        token(json!({"org_id": "org_a#SES#b"})),
+        token(json!({"org_id": 42})),
+        token(json!({"org_id": ["org_a"]})),
     ];
+    let auths = unreadable.iter().map(|a| (*a, true)).chain(unusable.iter().map(|a| (Some(a.as_str()), false)));
     let body = attempt_body(None, "1").to_string();
-    for auth in auths {
+    for (auth, by_gateway) in auths {
         for (method, target, body) in [
             ("GET", LIST.to_owned(), None),
+            ("GET", format!("{LIST}/summary"), None),
             ("GET", format!("{LIST}/payatt_01933b5a000070008000000000000001"), None),
             ("POST", LIST.to_owned(), Some(body.as_bytes())),
+            ("POST", format!("{LIST}/payatt_01933b5a000070008000000000000001"), Some(body.as_bytes())),
         ] {
             let reply = svc.request(method, &target, auth, body, Some("application/json")).await;
             assert_eq!(reply.status, 401, "{method} {target} with {auth:?}: {}", reply.text);
-            assert_eq!(reply.error().0, "unauthenticated");
-            assert!(reply.headers.contains_key("request-id"));
+            if by_gateway {
+                assert_eq!(reply.json(), json!({"message": "Unauthorized"}), "{method} {target} with {auth:?}");
+                assert!(!reply.headers.contains_key("request-id"), "no function ran");
+            } else {
+                assert_eq!(reply.error().0, "unauthenticated");
+                assert!(reply.headers.contains_key("request-id"));
+            }
         }
     }
     assert_eq!(svc.item_count().await, 0);

@@ -90,3 +90,57 @@ fn the_readme_curl_examples_work_against_the_local_server() {
         assert!(stdout.contains(expected), "README output lacks {expected}:\n{stdout}");
     }
 }
+
+/// One raw HTTP/1.1 exchange with `Connection: close`: the whole response, "" if the server
+/// closed the connection without answering.
+fn exchange(port: u16, head: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let request = format!("{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+#[test]
+fn the_local_gateway_answers_odd_headers_and_decodes_paths_as_api_gateway_does() {
+    let port = free_port().unwrap();
+    let _server = start_server(port);
+    let auth = common::bearer("org_acme");
+    let get = |path: &str, extra: &str| {
+        exchange(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {auth}{extra}"), "")
+    };
+    // A Host no URL can hold: API Gateway's own 400, not a dropped connection.
+    let bad_host =
+        exchange(port, &format!("GET /v1/payments/attempts HTTP/1.1\r\nHost: bad host:x\r\nAuthorization: {auth}"), "");
+    assert!(bad_host.starts_with("HTTP/1.1 400"), "{bad_host:?}");
+    assert!(bad_host.ends_with(r#"{"message":"Bad Request"}"#), "{bad_host:?}");
+    // The gateway sets X-Forwarded-Proto itself, whatever the client sent.
+    let odd_proto = get("/v1/payments/attempts", "\r\nX-Forwarded-Proto: ht tp://");
+    assert!(odd_proto.starts_with("HTTP/1.1 200"), "{odd_proto:?}");
+    // No token: the authorizer's 401, before any function.
+    let anonymous = exchange(port, &format!("GET /v1/payments/attempts HTTP/1.1\r\nHost: 127.0.0.1:{port}"), "");
+    assert!(
+        anonymous.starts_with("HTTP/1.1 401") && anonymous.ends_with(r#"{"message":"Unauthorized"}"#),
+        "{anonymous:?}"
+    );
+    // Path parameters arrive percent-decoded.
+    let body = common::attempt_body(None, "1").to_string();
+    let created = exchange(
+        port,
+        &format!("POST /v1/payments/attempts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {auth}\r\nContent-Type: application/json"),
+        &body,
+    );
+    assert!(created.starts_with("HTTP/1.1 201"), "{created:?}");
+    let id = created.split(r#""id":""#).nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
+    let encoded = format!("payatt%5F{}", &id["payatt_".len()..]);
+    let fetched = get(&format!("/v1/payments/attempts/{encoded}"), "");
+    assert!(fetched.starts_with("HTTP/1.1 200") && fetched.contains(&id), "{fetched:?}");
+    let bad_id = get("/v1/payments/attempts/payatt%5Fnot%20hex", "");
+    assert!(
+        bad_id.starts_with("HTTP/1.1 400") && bad_id.contains("`payatt_not hex`"),
+        "decoded in the message: {bad_id:?}"
+    );
+}

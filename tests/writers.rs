@@ -66,8 +66,9 @@ async fn unknown_roles_are_403_and_the_organization_is_required() {
     }
     let reply = internal_post(&svc, INTERNAL, Some("arn:aws:iam::123456789012:user/alice"), &body).await;
     assert_eq!(reply.status, 401, "a caller that is not a role has no writer identity");
+    // Unsigned: API Gateway's IAM authorizer answers, no function runs.
     let reply = internal_post(&svc, INTERNAL, None, &body).await;
-    assert_eq!(reply.status, 401);
+    assert_eq!((reply.status, reply.json()), (403, json!({"message": "Forbidden"})));
     let reply = internal_post(&svc, INTERNAL, Some(ASSUMED), &attempt_body(None, "1")).await;
     assert_eq!(
         (reply.status, reply.error()),
