@@ -273,3 +273,109 @@ async fn a_final_409_is_kept_and_replayed() {
     assert_eq!((refused.status, refused.error().0.as_str()), (409, "invalid_state_transition"));
     assert_replayed(&svc.post_keyed(ORG, &target, &late, "late-release").await, &refused.text, 409);
 }
+
+/// Every transition, on both HTTP routes and the worker, with its answer lost: one change each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transition_whose_answer_is_lost_is_applied_once_on_every_route() {
+    let (proxy, svc) = proxied().await;
+    let moves = [
+        json!({"status": "succeeded", "receipt": {"settled": "0x1"}}),
+        json!({"status": "failed", "error_message": "rail.declined"}),
+        json!({"status": "released"}),
+    ];
+    // (route, move): JWT and IAM for each move, then the worker for each.
+    let mut ids = Vec::new();
+    for _ in 0..moves.len() * 3 {
+        ids.push(svc.record(ORG, &attempt_body(None, "1")).await["id"].as_str().unwrap().to_owned());
+    }
+    let member = common::bearer(ORG);
+    let (svc, moves, member) = (&svc, &moves, member.as_str());
+    let send = |i: usize, id: String| {
+        let key = format!("move-{i}");
+        let mut body = moves[i % moves.len()].clone();
+        async move {
+            match i / moves.len() {
+                0 => {
+                    let headers = [
+                        ("authorization", member),
+                        ("content-type", "application/json"),
+                        ("idempotency-key", key.as_str()),
+                    ];
+                    let reply =
+                        svc.request_with("POST", &format!("{LIST}/{id}"), &headers, body.to_string().as_bytes()).await;
+                    (reply.status, reply.text)
+                }
+                1 => {
+                    body["organization_id"] = json!(ORG);
+                    let headers = [
+                        ("content-type", "application/json"),
+                        (LOCAL_CALLER_ARN_HEADER, TRUSTED_ROLE),
+                        ("idempotency-key", key.as_str()),
+                    ];
+                    let reply = svc
+                        .request_with("POST", &format!("{INTERNAL}/{id}"), &headers, body.to_string().as_bytes())
+                        .await;
+                    (reply.status, reply.text)
+                }
+                _ => {
+                    body["organization_id"] = json!(ORG);
+                    // No idempotency_key: the invocation's request id is the key.
+                    let command = json!({"action": "update", "attempt_id": id, "body": body});
+                    let reply = worker(svc, invoke(&command, &key)).await;
+                    (reply["status"].as_u64().unwrap_or(0) as u16, reply["body"].to_string())
+                }
+            }
+        }
+    };
+    lose_every_write_answer(&proxy);
+    let started = Instant::now();
+    let first: Vec<(u16, String)> =
+        futures_join(ids.iter().cloned().enumerate().map(|(i, id)| Box::pin(send(i, id))).collect()).await;
+    let took = started.elapsed();
+    for (i, (status, text)) in first.iter().enumerate() {
+        assert_eq!(*status, 503, "move {i}: {text}");
+    }
+    assert!(took < FUNCTION_TIMEOUT, "{took:?}");
+    proxy.heal();
+    let mut replayed = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let (status, text) = send(i, id.clone()).await;
+        assert_eq!(status, 200, "move {i}: {text}");
+        let shown = svc.get(ORG, &format!("{LIST}/{id}")).await.json();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), shown, "move {i}: the committed attempt");
+        assert_eq!(shown["status_history"].as_array().map(Vec::len), Some(2), "move {i}: one change");
+        assert_eq!(shown["status"], moves[i % moves.len()]["status"]);
+        replayed += 1;
+    }
+    let summary = svc.get(ORG, &format!("{LIST}/summary")).await.json();
+    assert_eq!(summary["count"].as_i64(), Some(ids.len() as i64));
+    assert_eq!(summary["by_status"]["pending"]["count"].as_i64(), Some(0));
+    for status in ["succeeded", "failed", "released"] {
+        assert_eq!(summary["by_status"][status]["count"].as_i64(), Some(3), "{status}: counted once per route");
+    }
+    println!(
+        "exactly once: {} transitions (3 moves x JWT, IAM, worker) lost their answers, all answered 503 within {took:?}; {replayed} retries got the committed attempt, each changed once",
+        ids.len()
+    );
+}
+
+/// Runs the futures at once on this task and returns their outputs in order.
+async fn futures_join<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                if let std::task::Poll::Ready(value) = std::pin::Pin::new(future).poll(cx) {
+                    *output = Some(value);
+                }
+            }
+        }
+        if outputs.iter().all(Option::is_some) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
