@@ -24,8 +24,8 @@ pub struct KeyClaim {
 /// What a key holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyState {
-    /// A request with this key is being processed, under the claim `token`.
-    InFlight { fingerprint: String, token: String },
+    /// A request with this key is being processed.
+    InFlight { fingerprint: String },
     /// The response given to the request that first used the key.
     Done(IdempotencyRecord),
 }

@@ -108,7 +108,7 @@ impl Writer {
             let now = Timestamp::now();
             match self.store.key_state(org, key, now).await? {
                 Some(KeyState::Done(record)) => return api::replay(&record, fingerprint).map(Start::Replay),
-                Some(KeyState::InFlight { fingerprint: held, .. }) if held == fingerprint => {
+                Some(KeyState::InFlight { fingerprint: held }) if held == fingerprint => {
                     return Err(ApiError::idempotency_key_in_use())
                 }
                 Some(KeyState::InFlight { .. }) => return Err(ApiError::idempotency_mismatch()),

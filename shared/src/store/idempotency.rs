@@ -39,13 +39,12 @@ impl AttemptStore {
             return Ok(None);
         }
         let fingerprint = get_s(&item, "fingerprint")?.to_owned();
-        let token = get_s(&item, "claim")?.to_owned();
         if get_s(&item, "state")? == IN_FLIGHT {
-            return Ok(Some(KeyState::InFlight { fingerprint, token }));
+            return Ok(Some(KeyState::InFlight { fingerprint }));
         }
         Ok(Some(KeyState::Done(IdempotencyRecord {
             key: key.to_owned(),
-            token,
+            token: get_s(&item, "claim")?.to_owned(),
             fingerprint,
             status: number("status").and_then(|n| u16::try_from(n).ok()).ok_or_else(|| corrupt("status"))?,
             body: get_s(&item, "body")?.to_owned(),
