@@ -263,4 +263,79 @@ mod tests {
         let iam: Vec<&str> = t.routes.iter().filter(|r| r.iam).map(|r| r.path.as_str()).collect();
         assert_eq!(iam, ["/internal/v1/payments/attempts", "/internal/v1/payments/attempts/{id}"]);
     }
+
+    /// The template's resources as YAML (intrinsic functions read as their arguments).
+    fn resources() -> yaml_rust2::yaml::Hash {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+        let docs = YamlLoader::load_from_str(&text).unwrap();
+        docs[0]["Resources"].as_hash().unwrap().clone()
+    }
+
+    fn of_type(resources: &yaml_rust2::yaml::Hash, kind: &str) -> Vec<(String, Yaml)> {
+        resources
+            .iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+            .map(|(k, r)| (k.as_str().unwrap_or_default().to_owned(), r.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn only_trusted_writers_and_named_administrators_may_send_commands() {
+        let resources = resources();
+        let policies = of_type(&resources, "AWS::SQS::QueuePolicy");
+        assert_eq!(policies.len(), 1);
+        let policy = &policies[0].1["Properties"];
+        assert_eq!(policy["Queues"][0].as_str(), Some("AttemptsQueue"));
+        let statements = policy["PolicyDocument"]["Statement"].as_vec().unwrap();
+        let send = statements.iter().find(|s| s["Sid"].as_str() == Some("OnlyTrustedWritersSend")).unwrap();
+        assert_eq!((send["Effect"].as_str(), send["Action"].as_str()), (Some("Deny"), Some("sqs:SendMessage")));
+        assert_eq!(send["Principal"].as_str(), Some("*"));
+        // Everyone whose principal ARN is not one of the two lists.
+        let allowed = &send["Condition"]["StringNotLike"]["aws:PrincipalArn"];
+        let named = format!("{allowed:?}");
+        for parameter in ["TrustedWriterRoleArns", "QueueAdministratorRoleArns"] {
+            assert!(named.contains(parameter), "{parameter} not in {named}");
+        }
+        let tls = statements.iter().find(|s| s["Sid"].as_str() == Some("TlsOnly")).unwrap();
+        assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"].as_str(), Some("false"));
+    }
+
+    #[test]
+    fn every_function_is_traced_and_logs_to_a_group_with_retention() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+        let docs = YamlLoader::load_from_str(&text).unwrap();
+        assert_eq!(docs[0]["Globals"]["Function"]["Tracing"].as_str(), Some("Active"));
+        let resources = resources();
+        let functions = of_type(&resources, "AWS::Serverless::Function");
+        assert_eq!(functions.len(), 4);
+        for (name, function) in &functions {
+            let group = function["Properties"]["LoggingConfig"]["LogGroup"].as_str().unwrap_or_default();
+            let group = &resources[&Yaml::String(group.to_owned())];
+            assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{name}");
+            assert_eq!(group["Properties"]["RetentionInDays"].as_str(), Some("LogRetentionDays"), "{name}");
+        }
+        let api = &resources[&Yaml::String("HttpApi".to_owned())]["Properties"];
+        assert_eq!(api["AccessLogSettings"]["DestinationArn"].as_str(), Some("ApiAccessLogGroup.Arn"));
+        assert!(api["DefaultRouteSettings"]["ThrottlingRateLimit"].as_str().is_some());
+        assert!(api["DefaultRouteSettings"]["ThrottlingBurstLimit"].as_str().is_some());
+    }
+
+    #[test]
+    fn the_alarms_watch_what_the_readme_says_and_notify_the_topic() {
+        let resources = resources();
+        let alarms = of_type(&resources, "AWS::CloudWatch::Alarm");
+        let mut names: Vec<&str> = alarms.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["Api5xxRateAlarm", "DeadLetterQueueNotEmptyAlarm", "DynamoDbThrottlesAlarm", "WorkerErrorsAlarm"]
+        );
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for (name, alarm) in &alarms {
+            assert!(readme.contains(&format!("`{name}`")), "README's Operating it explains {name}");
+            let actions = format!("{:?}", alarm["Properties"]["AlarmActions"]);
+            assert!(actions.contains("NotifyAlarms") && actions.contains("AlarmTopicArn"), "{name}: {actions}");
+        }
+        assert_eq!(of_type(&resources, "AWS::CloudWatch::Dashboard").len(), 1);
+    }
 }
