@@ -13,6 +13,7 @@ use crate::attempt::{Attempt, InvalidTransition, Status, View};
 use crate::budget::Deadline;
 use crate::id::{AttemptId, OrganizationId, SessionId};
 use crate::idempotency::{self, IdempotencyRecord};
+use crate::metrics::Metric;
 use crate::page::{CreatedRange, Cursor, ListQuery, Page, MAX_LIMIT};
 use crate::settings::Settings;
 #[cfg(feature = "dynamodb")]
@@ -574,6 +575,7 @@ pub fn replay(record: &IdempotencyRecord, fingerprint: &str) -> Result<Response<
     }
     let mut response = recorded_response(record);
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Metric::IdempotentReplay.emit();
     Ok(response)
 }
 
@@ -653,6 +655,7 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
+            Metric::ErrorAnswer { status: error.status.as_u16(), code: error.code }.emit();
             if error.status.is_server_error() {
                 tracing::warn!(status = error.status.as_u16(), code = error.code, "request failed");
             } else {

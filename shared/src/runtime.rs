@@ -73,6 +73,16 @@ fn set(env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     env(name).filter(|v| !v.is_empty())
 }
 
+/// What every function builds once at init: logging, its settings and its store, kept for the
+/// life of the process. They are read-only, so concurrent invokes (Managed Instances) share
+/// them safely; nothing per request lives outside the request.
+pub async fn init() -> Result<(&'static AttemptStore, &'static Settings), String> {
+    init_logging();
+    let settings = Settings::from_env()?;
+    let store = store(&settings).await?;
+    Ok((Box::leak(Box::new(store)), Box::leak(Box::new(settings))))
+}
+
 /// The store every handler uses, built once at init and connected before the first event:
 /// on Lambda the TLS handshake then runs with init's full CPU rather than on the first
 /// request. Against DynamoDB Local, which has no TLS, it adds about 2 ms to init (BENCHMARKS.md).

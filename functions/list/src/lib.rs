@@ -4,6 +4,7 @@
 
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 use payment_attempts::api::{self, ApiError};
+use payment_attempts::metrics::Metric;
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
@@ -28,6 +29,7 @@ async fn list(store: &AttemptStore, settings: &Settings, req: &Request) -> Resul
     let org = api::organization(req, settings)?;
     let query = api::list_query(req)?;
     let page = store.list(&org, &query).await?;
+    Metric::ListPage { reads: page.reads, rows: page.attempts.len() }.emit();
     tracing::info!(organization_id = %org, count = page.attempts.len(), has_more = page.has_more, "listed payment attempts");
     Ok(api::list_response(&page))
 }

@@ -1,10 +1,8 @@
 use lambda_http::{service_fn, Error};
-use payment_attempts::runtime::{self, Settings};
+use payment_attempts::runtime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    runtime::init_logging();
-    let settings = Settings::from_env()?;
-    let store = runtime::store(&settings).await?;
-    lambda_http::run(service_fn(|req| list::handle(&store, &settings, req))).await
+    let (store, settings) = runtime::init().await?;
+    lambda_http::run_concurrent(service_fn(move |req| list::handle(store, settings, req))).await
 }

@@ -15,6 +15,7 @@ use payment_attempts::api::{self, ApiError, Caller};
 use payment_attempts::budget::Deadline;
 use payment_attempts::command::{NewAttempt, StatusUpdate};
 use payment_attempts::idempotency::{self, IdempotencyRecord, KeyClaim, KeyState};
+use payment_attempts::metrics::Metric;
 use payment_attempts::time::Timestamp;
 use payment_attempts::{AttemptId, AttemptStore, OrganizationId, StoreError};
 
@@ -55,6 +56,8 @@ impl Writer {
         let outcome = match self.store.create(&attempt, record(claim.as_ref(), &response, now).as_ref()).await {
             Ok(()) => {
                 tracing::info!(organization_id = %org, attempt_id = %attempt.id, status = %attempt.status, "recorded payment attempt");
+                let (status, rail, amount_usd) = (attempt.status, attempt.rail.as_deref(), &attempt.amount_usd);
+                Metric::AttemptRecorded { status, rail, amount_usd }.emit();
                 Ok(response)
             }
             Err(e) => Err(written_elsewhere(e)),
@@ -89,6 +92,8 @@ impl Writer {
             match self.store.update(&before, &after, record(claim, &response, now).as_ref()).await {
                 Ok(()) => {
                     tracing::info!(organization_id = %org, attempt_id = %id, from = %before.status, to = %after.status, "payment attempt status changed");
+                    let (status, rail, amount_usd) = (after.status, after.rail.as_deref(), &after.amount_usd);
+                    Metric::AttemptSettled { status, rail, amount_usd }.emit();
                     return Ok(response);
                 }
                 // Someone else changed it first: read again, and the lifecycle answers.

@@ -12,6 +12,7 @@ use super::item::{opt_s, Item};
 use super::schema::PARTITION_KEY;
 use super::{AttemptStore, StoreError};
 use crate::id::AttemptId;
+use crate::metrics::Metric;
 
 /// Rounds a transaction is tried while shared counters are busy.
 const CONTENTION_RETRIES: u32 = 6;
@@ -109,6 +110,9 @@ impl Write {
 
 /// Why a transaction was cancelled, from the reason DynamoDB gives for each of its writes.
 fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError {
+    if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+        Metric::DynamoDbConflict.emit();
+    }
     // The idempotency key speaks first: if a request with this key already committed, this
     // one is its retry, whatever else its own writes ran into.
     for (kind, reason) in kinds.iter().zip(reasons) {
@@ -134,7 +138,8 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
             (WriteKind::Attempt, "TransactionConflict") => return StoreError::VersionConflict,
             (_, "TransactionConflict") => contention = true,
             (_, "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded") => {
-                return StoreError::Unavailable(format!("transaction throttled on {kind:?}"))
+                Metric::DynamoDbThrottled.emit();
+                return StoreError::Unavailable(format!("transaction throttled on {kind:?}"));
             }
             (_, code) => return StoreError::Other(format!("transaction cancelled on {kind:?}: {code}")),
         }
@@ -148,6 +153,8 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
 
 /// Maps an SDK failure to what the caller can do about it.
 pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<E, HttpResponse>) -> StoreError {
+    const THROTTLED: [&str; 3] =
+        ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"];
     const RETRYABLE: [&str; 6] = [
         "ThrottlingException",
         "ProvisionedThroughputExceededException",
@@ -157,6 +164,7 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<
         "TransactionInProgressException",
     ];
     if err.code() == Some("TransactionConflictException") {
+        Metric::DynamoDbConflict.emit();
         return StoreError::Contention;
     }
     match &err {
@@ -165,6 +173,9 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("");
+            if THROTTLED.contains(&code) {
+                Metric::DynamoDbThrottled.emit();
+            }
             if service.raw().status().is_server_error() || RETRYABLE.contains(&code) {
                 StoreError::Unavailable(code.to_owned())
             } else {

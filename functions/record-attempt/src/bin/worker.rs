@@ -1,11 +1,9 @@
 use lambda_http::lambda_runtime::{self, service_fn};
 use lambda_http::Error;
-use payment_attempts::runtime::{self, Settings};
+use payment_attempts::runtime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    runtime::init_logging();
-    let settings = Settings::from_env()?;
-    let store = runtime::store(&settings).await?;
-    lambda_runtime::run(service_fn(|event| record_attempt::worker::handle(&store, event))).await
+    let (store, _) = runtime::init().await?;
+    lambda_runtime::run_concurrent(service_fn(move |event| record_attempt::worker::handle(store, event))).await
 }

@@ -1,0 +1,169 @@
+//! Metrics without an agent: CloudWatch Embedded Metric Format (EMF) lines on stdout, which
+//! Lambda ships to CloudWatch Logs and CloudWatch turns into metrics (namespace
+//! [`NAMESPACE`]). One line per event, written at once: nothing is shared across invocations,
+//! so concurrent invokes in one environment (Managed Instances) cannot mix their figures.
+
+use std::io::Write;
+
+use serde_json::{json, Map, Value};
+
+use crate::attempt::Status;
+use crate::money::Amount;
+
+pub const NAMESPACE: &str = "PaymentAttempts";
+
+/// Something worth counting.
+#[derive(Debug, Clone, Copy)]
+pub enum Metric<'a> {
+    /// A new attempt was recorded, in its first status.
+    AttemptRecorded { status: Status, rail: Option<&'a str>, amount_usd: &'a Amount },
+    /// A pending attempt moved to `status`.
+    AttemptSettled { status: Status, rail: Option<&'a str>, amount_usd: &'a Amount },
+    /// A write answered from its Idempotency-Key's stored response.
+    IdempotentReplay,
+    /// An error answer: 4xx by code, 503 (storage unavailable), other 5xx.
+    ErrorAnswer { status: u16, code: &'a str },
+    /// DynamoDB throttled a call (after the SDK's retries).
+    DynamoDbThrottled,
+    /// DynamoDB reported a transaction conflict.
+    DynamoDbConflict,
+    /// A list page: the Query calls it took and the rows it showed.
+    ListPage { reads: u32, rows: usize },
+}
+
+impl Metric<'_> {
+    /// The EMF document, as one line of JSON.
+    pub fn line(&self, timestamp_ms: i64) -> String {
+        let mut fields = Map::new();
+        let mut dimensions: Vec<&str> = Vec::new();
+        let mut metrics: Vec<(&str, &str)> = Vec::new();
+        let mut dimension = |fields: &mut Map<String, Value>, name: &'static str, value: &str| {
+            fields.insert(name.to_owned(), Value::String(value.to_owned()));
+            dimensions.push(name);
+        };
+        match *self {
+            Metric::AttemptRecorded { status, rail, amount_usd }
+            | Metric::AttemptSettled { status, rail, amount_usd } => {
+                let name =
+                    if matches!(self, Metric::AttemptRecorded { .. }) { "AttemptsRecorded" } else { "AttemptsSettled" };
+                dimension(&mut fields, "Status", status.as_str());
+                dimension(&mut fields, "Rail", rail.unwrap_or("none"));
+                fields.insert(name.to_owned(), json!(1));
+                // The exact decimal text is a valid JSON number; no float rounding on the way.
+                let amount = serde_json::from_str(&amount_usd.to_string()).unwrap_or(Value::Null);
+                fields.insert("AmountUsd".to_owned(), amount);
+                metrics.extend([(name, "Count"), ("AmountUsd", "None")]);
+            }
+            Metric::IdempotentReplay => {
+                fields.insert("IdempotentReplays".to_owned(), json!(1));
+                metrics.push(("IdempotentReplays", "Count"));
+            }
+            Metric::ErrorAnswer { status, code } => {
+                let name = match status {
+                    503 => "Unavailable",
+                    500..=599 => "ServerErrors",
+                    _ => "ClientErrors",
+                };
+                if name == "ClientErrors" {
+                    dimension(&mut fields, "Code", code);
+                }
+                fields.insert(name.to_owned(), json!(1));
+                metrics.push((name, "Count"));
+            }
+            Metric::DynamoDbThrottled => {
+                fields.insert("DynamoDbThrottles".to_owned(), json!(1));
+                metrics.push(("DynamoDbThrottles", "Count"));
+            }
+            Metric::DynamoDbConflict => {
+                fields.insert("DynamoDbConflicts".to_owned(), json!(1));
+                metrics.push(("DynamoDbConflicts", "Count"));
+            }
+            Metric::ListPage { reads, rows } => {
+                fields.insert("ListReadsPerPage".to_owned(), json!(reads));
+                fields.insert("ListRowsPerPage".to_owned(), json!(rows));
+                metrics.extend([("ListReadsPerPage", "Count"), ("ListRowsPerPage", "Count")]);
+            }
+        }
+        let metrics: Vec<Value> = metrics.iter().map(|(name, unit)| json!({"Name": name, "Unit": unit})).collect();
+        fields.insert(
+            "_aws".to_owned(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [dimensions], "Metrics": metrics}],
+            }),
+        );
+        Value::Object(fields).to_string()
+    }
+
+    /// Writes the line to stdout, where Lambda's log shipping picks it up.
+    pub fn emit(&self) {
+        let line = self.line(crate::time::Timestamp::now().unix_millis());
+        // A metric that cannot be written is not worth failing a request for.
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    /// Checks a line against the EMF specification: `_aws.Timestamp` in milliseconds, each
+    /// directive a namespace, dimension sets naming top-level strings, metrics naming
+    /// top-level numbers with a CloudWatch unit.
+    fn assert_emf(line: &str) -> Value {
+        let doc: Value = serde_json::from_str(line).expect("one JSON object per line");
+        assert!(!line.contains('\n'));
+        let aws = &doc["_aws"];
+        assert!(aws["Timestamp"].as_i64().is_some_and(|t| t > 1_600_000_000_000), "{line}");
+        let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics");
+        assert!(!directives.is_empty());
+        for directive in directives {
+            assert!(directive["Namespace"].as_str().is_some_and(|n| !n.is_empty() && n.len() <= 255));
+            for set in directive["Dimensions"].as_array().expect("Dimensions") {
+                let set = set.as_array().expect("a dimension set is an array");
+                assert!(set.len() <= 30);
+                for key in set {
+                    let key = key.as_str().expect("dimension names are strings");
+                    assert!(doc[key].as_str().is_some_and(|v| !v.is_empty()), "dimension {key} in {line}");
+                }
+            }
+            let metrics = directive["Metrics"].as_array().expect("Metrics");
+            assert!(!metrics.is_empty() && metrics.len() <= 100);
+            for metric in metrics {
+                let name = metric["Name"].as_str().expect("Name");
+                assert!(doc[name].is_number(), "metric {name} has a number in {line}");
+                let unit = metric["Unit"].as_str().unwrap_or("None");
+                assert!(["Count", "None", "Milliseconds"].contains(&unit), "{unit}");
+            }
+        }
+        doc
+    }
+
+    #[test]
+    fn every_metric_is_a_valid_emf_line() {
+        let amount = Amount::from_str("1000000.000001").unwrap();
+        let now = 1_779_704_040_000;
+        let all = [
+            Metric::AttemptRecorded { status: Status::Pending, rail: Some("mpp_tempo"), amount_usd: &amount },
+            Metric::AttemptSettled { status: Status::Succeeded, rail: None, amount_usd: &amount },
+            Metric::IdempotentReplay,
+            Metric::ErrorAnswer { status: 400, code: "parameter_invalid" },
+            Metric::ErrorAnswer { status: 503, code: "storage_unavailable" },
+            Metric::ErrorAnswer { status: 500, code: "internal_error" },
+            Metric::DynamoDbThrottled,
+            Metric::DynamoDbConflict,
+            Metric::ListPage { reads: 3, rows: 50 },
+        ];
+        for metric in all {
+            let doc = assert_emf(&metric.line(now));
+            assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
+        }
+        let recorded = Metric::AttemptRecorded { status: Status::Failed, rail: None, amount_usd: &amount }.line(now);
+        assert!(recorded.contains(r#""AmountUsd":1000000.000001"#), "exact amount: {recorded}");
+        let doc = assert_emf(&recorded);
+        assert_eq!((doc["Status"].as_str(), doc["Rail"].as_str()), (Some("failed"), Some("none")));
+        let refused = assert_emf(&Metric::ErrorAnswer { status: 409, code: "duplicate_request" }.line(now));
+        assert_eq!((refused["Code"].as_str(), refused["ClientErrors"].as_i64()), (Some("duplicate_request"), Some(1)));
+    }
+}
