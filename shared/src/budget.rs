@@ -5,10 +5,11 @@
 //! From the deadline Lambda gives each invocation (or, without one, [`FUNCTION_TIMEOUT`]),
 //! [`RESPONSE_MARGIN`] is kept for answering; storage work ([`Deadline::work`]) ends
 //! [`SETTLE_RESERVE`] before that, leaving time to settle an idempotency key (give it back,
-//! or read the answer its write stored) until [`Deadline::settle`]. Every DynamoDB call,
-//! the SDK's own retries included, is cut at these instants, so the worst case is bounded by
-//! construction, whatever the number of calls: with the 10 s timeout, 7 s of work, 2 s to
-//! settle, 1 s to answer.
+//! or read the answer its write stored) until [`Deadline::settle`]; reads, with nothing to
+//! settle, may go on until then too. Every DynamoDB call, the SDK's own retries and the
+//! pauses between contended tries included, is cut at these instants, so the worst case is
+//! bounded by construction, whatever the number of calls: with the 10 s timeout, 7 s of
+//! work, 2 s to settle, 1 s to answer.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -21,6 +21,17 @@ pub struct KeyClaim {
     pub fingerprint: String,
 }
 
+impl KeyClaim {
+    /// A claim on `key` with a token of its own, before it is written.
+    pub fn new(key: &str, fingerprint: &str) -> Self {
+        KeyClaim {
+            key: key.to_owned(),
+            token: uuid::Uuid::now_v7().simple().to_string(),
+            fingerprint: fingerprint.to_owned(),
+        }
+    }
+}
+
 /// What a key holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyState {

@@ -18,10 +18,14 @@ pub enum Fault {
     HoldAnswer(Duration),
     /// Forward; once the engine answered, close the connection without answering.
     DropAfterSend,
+    /// Hold the request this long, then forward it (the client gave up meanwhile).
+    DelayForward(Duration),
     /// Neither forward nor answer.
     NeverAnswer,
     /// Answer DynamoDB's error `code` with `status`, without forwarding.
     Error { status: u16, code: &'static str },
+    /// Answer a cancelled transaction, with DynamoDB's reason code for each of its writes.
+    Cancelled(&'static [&'static str]),
 }
 
 struct Rule {
@@ -32,8 +36,9 @@ struct Rule {
     remaining: Option<usize>,
 }
 
+/// The rules, and the operations of the requests forwarded so far.
 #[derive(Clone, Default)]
-struct Rules(Arc<Mutex<Vec<Rule>>>);
+struct Rules(Arc<Mutex<Vec<Rule>>>, Arc<Mutex<Vec<String>>>);
 
 impl Rules {
     /// The fault for one request of `operation`, counting it against its rule.
@@ -91,6 +96,11 @@ impl FaultProxy {
         self.rules.0.lock().unwrap_or_else(|e| e.into_inner()).push(Rule { operation, fault, remaining: times });
     }
 
+    /// How many requests of `operation` reached the engine so far.
+    pub fn forwarded(&self, operation: &str) -> usize {
+        self.rules.1.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|o| *o == operation).count()
+    }
+
     /// Forwards everything again.
     pub fn heal(&self) {
         self.rules.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -116,18 +126,27 @@ async fn forward(
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
     let fault = rules.take(&operation);
-    match &fault {
-        Some(Fault::NeverAnswer) => std::future::pending::<()>().await,
-        Some(Fault::Error { status, code }) => {
-            let text = format!(
-                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test proxy"}}"#
-            );
-            let mut response = Response::new(Full::new(Bytes::from(text)));
-            *response.status_mut() = hyper::StatusCode::from_u16(*status)?;
-            response.headers_mut().insert("content-type", "application/x-amz-json-1.0".parse()?);
-            return Ok(response);
+    let refusal = |code: &str, extra: String| {
+        format!(
+            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test proxy"{extra}}}"#
+        )
+    };
+    let refused = match &fault {
+        Some(Fault::NeverAnswer) => std::future::pending().await,
+        Some(Fault::DelayForward(_)) => None,
+        Some(Fault::Error { status, code }) => Some((*status, refusal(code, String::new()))),
+        Some(Fault::Cancelled(reasons)) => {
+            let reasons: Vec<String> = reasons.iter().map(|code| format!(r#"{{"Code":"{code}"}}"#)).collect();
+            let extra = format!(r#","CancellationReasons":[{}]"#, reasons.join(","));
+            Some((400, refusal("TransactionCanceledException", extra)))
         }
-        _ => {}
+        _ => None,
+    };
+    if let Some((status, text)) = refused {
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        *response.status_mut() = hyper::StatusCode::from_u16(status)?;
+        response.headers_mut().insert("content-type", "application/x-amz-json-1.0".parse()?);
+        return Ok(response);
     }
     let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut request = Request::builder().method(parts.method).uri(uri);
@@ -136,9 +155,20 @@ async fn forward(
             request = request.header(name, value);
         }
     }
-    let answer = client.request(request.body(Full::new(body))?).await?;
-    let (parts, body) = answer.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let request = request.body(Full::new(body))?;
+    let delay = match fault {
+        Some(Fault::DelayForward(delay)) => delay,
+        _ => Duration::ZERO,
+    };
+    // On its own task: the request reaches the engine even after the client hung up.
+    let sent = tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        rules.1.lock().unwrap_or_else(|e| e.into_inner()).push(operation);
+        let answer = client.request(request).await?;
+        let (parts, body) = answer.into_parts();
+        Ok::<_, ProxyError>((parts, body.collect().await?.to_bytes()))
+    });
+    let (parts, body) = sent.await??;
     match fault {
         Some(Fault::HoldAnswer(hold)) => tokio::time::sleep(hold).await,
         Some(Fault::DropAfterSend) => return Err("dropped after the engine answered".into()),

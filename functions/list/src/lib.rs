@@ -9,7 +9,8 @@ use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
 pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
-    let store = &store.until(api::deadline(&req).work);
+    // A read has nothing to settle afterwards: it may use the settle reserve too.
+    let store = &store.until(api::deadline(&req).settle);
     if req.raw_http_path().ends_with("/summary") {
         Ok(api::serve(&req, summary(store, settings, &req)).await)
     } else {

@@ -65,7 +65,13 @@ pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> 
         Ok(batch) => serde_json::to_string(&sqs_batch(store, batch, deadline).await)?,
         Err(_) => {
             let key = Some(format!("invoke:{}", context.request_id)).filter(|_| !context.request_id.is_empty());
-            let response = execute(store, payload.get().as_bytes(), key, deadline).await;
+            let response = match execute(store, payload.get().as_bytes(), key, deadline).await {
+                // Lambda retries an asynchronous invoke only when the function fails, under the
+                // same request id (so the same key): the retry replays or runs, once. A caller
+                // invoking synchronously gets the error body as the function error's message.
+                Err(error) if !error.is_final() => return Err(api::body_text(&api::error_response(&error)).into()),
+                outcome => outcome.unwrap_or_else(|error| api::error_response(&error)),
+            };
             let body = RawValue::from_string(api::body_text(&response).to_owned())?;
             serde_json::to_string(&CommandResult { status: response.status().as_u16(), body })?
         }
@@ -78,7 +84,10 @@ async fn sqs_batch(store: &AttemptStore, batch: SqsBatch, deadline: Deadline) ->
     for message in batch.records {
         let span = tracing::info_span!("message", message_id = %message.message_id);
         let key = format!("sqs:{}", message.message_id);
-        let response = execute(store, message.body.as_bytes(), Some(key), deadline).instrument(span.clone()).await;
+        let response = execute(store, message.body.as_bytes(), Some(key), deadline)
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|error| api::error_response(&error));
         if !response.status().is_success() {
             // The error body names the rule that failed; it never holds receipts or tokens.
             span.in_scope(|| {
@@ -94,18 +103,15 @@ async fn sqs_batch(store: &AttemptStore, batch: SqsBatch, deadline: Deadline) ->
     BatchResponse { batch_item_failures: failures }
 }
 
-/// Runs one command; every outcome, errors included, is an HTTP-style response.
+/// Runs one command, as the HTTP route would.
 async fn execute(
     store: &AttemptStore,
     command: &[u8],
     default_key: Option<String>,
     deadline: Deadline,
-) -> Response<Body> {
+) -> Result<Response<Body>, ApiError> {
     // Boxed: the whole write's future is deep enough to overflow the compiler's layout limit.
-    match Box::pin(run(store, command, default_key, deadline)).await {
-        Ok(response) => response,
-        Err(error) => api::error_response(&error),
-    }
+    Box::pin(run(store, command, default_key, deadline)).await
 }
 
 async fn run(

@@ -60,7 +60,7 @@ impl Writer {
                 Metric::AttemptRecorded { status, rail, amount_usd }.emit();
                 Ok(response)
             }
-            Err(e) => Err(written_elsewhere(e)),
+            Err(e) => Err(e.into()),
         };
         self.finish(&org, claim, outcome).await
     }
@@ -98,7 +98,7 @@ impl Writer {
                 }
                 // Someone else changed it first: read again, and the lifecycle answers.
                 Err(StoreError::VersionConflict) => continue,
-                Err(e) => return Err(written_elsewhere(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(ApiError::concurrent_update())
@@ -117,11 +117,21 @@ impl Writer {
                     return Err(ApiError::idempotency_key_in_use())
                 }
                 Some(KeyState::InFlight { .. }) => return Err(ApiError::idempotency_mismatch()),
-                None => match self.store.claim_key(org, key, fingerprint, now).await {
-                    Ok(claim) => return Ok(Start::Run(Some(claim))),
-                    Err(StoreError::IdempotencyKeyTaken) => continue,
-                    Err(e) => return Err(e.into()),
-                },
+                None => {
+                    let claim = KeyClaim::new(key, fingerprint);
+                    match self.store.claim_key(org, &claim, now).await {
+                        Ok(()) => return Ok(Start::Run(Some(claim))),
+                        Err(StoreError::IdempotencyKeyTaken) => continue,
+                        Err(e @ StoreError::Unavailable(_)) => {
+                            // The claim may have landed without an answer: give it back.
+                            if let Err(release) = self.give_back(org, &claim).await {
+                                tracing::warn!(error = %release, "could not give an unanswered claim back");
+                            }
+                            return Err(e.into());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         }
         Err(ApiError::idempotency_key_in_use())
@@ -146,8 +156,9 @@ impl Writer {
             }
             return outcome;
         }
-        match self.settle.release_key(org, &claim).await {
-            // The write did not happen, and now never will: a retry runs.
+        match self.give_back(org, &claim).await {
+            // The write had not happened, and cannot commit under this claim any more: a
+            // retry runs.
             Ok(true) => outcome,
             // No longer in flight under this claim: did its write commit?
             Ok(false) => match self.settle.key_state(org, &claim.key, Timestamp::now()).await {
@@ -169,18 +180,24 @@ impl Writer {
             }
         }
     }
+
+    /// [`AttemptStore::release_key`] within the settle deadline, again while a transaction of
+    /// this claim is still running inside DynamoDB (it conflicts with the delete).
+    async fn give_back(&self, org: &OrganizationId, claim: &KeyClaim) -> Result<bool, StoreError> {
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            match self.settle.release_key(org, claim).await {
+                Err(StoreError::Contention) => {
+                    self.settle.pause(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(320));
+                }
+                settled => return settled,
+            }
+        }
+    }
 }
 
 /// The response kept under the claimed key, written with the attempt.
 fn record(claim: Option<&KeyClaim>, response: &Response<Body>, now: Timestamp) -> Option<IdempotencyRecord> {
     claim.map(|claim| IdempotencyRecord::new(claim, response.status().as_u16(), api::body_text(response), now))
-}
-
-/// A write that found its key no longer in flight under its claim: another request took it
-/// over, or this write committed on an earlier try; settling the key tells which.
-fn written_elsewhere(e: StoreError) -> ApiError {
-    match e {
-        StoreError::IdempotencyKeyTaken => ApiError::idempotency_key_in_use(),
-        other => other.into(),
-    }
 }

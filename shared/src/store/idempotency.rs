@@ -35,7 +35,8 @@ impl AttemptStore {
         let Some(item) = self.read(org, key_sk(key)).await? else { return Ok(None) };
         let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
         let expires_at = number(TTL_ATTRIBUTE).ok_or_else(|| corrupt(TTL_ATTRIBUTE))?;
-        if expires_at <= now.unix_seconds() {
+        // Expired as `claim_key` sees it, to the second.
+        if expires_at < now.unix_seconds() {
             return Ok(None);
         }
         let fingerprint = get_s(&item, "fingerprint")?.to_owned();
@@ -52,27 +53,17 @@ impl AttemptStore {
         })))
     }
 
-    /// Takes `key` for a request now in flight, unless another holds it (or held it and has
-    /// not expired): then [`StoreError::IdempotencyKeyTaken`]. A transaction writing the key
-    /// at this moment is [`StoreError::IdempotencyKeyInUse`].
-    pub async fn claim_key(
-        &self,
-        org: &OrganizationId,
-        key: &str,
-        fingerprint: &str,
-        now: Timestamp,
-    ) -> Result<KeyClaim, StoreError> {
-        let claim = KeyClaim {
-            key: key.to_owned(),
-            token: uuid::Uuid::now_v7().simple().to_string(),
-            fingerprint: fingerprint.to_owned(),
-        };
+    /// Takes the claim's key for a request now in flight, unless another holds it (or held it
+    /// and has not expired): then [`StoreError::IdempotencyKeyTaken`]. A transaction writing
+    /// the key at this moment is [`StoreError::IdempotencyKeyInUse`]. The claim may already
+    /// be there under its own token: the SDK's retry of a put whose answer was lost.
+    pub async fn claim_key(&self, org: &OrganizationId, claim: &KeyClaim, now: Timestamp) -> Result<(), StoreError> {
         let item = HashMap::from([
             (PARTITION_KEY.to_owned(), s(org_key(org))),
-            (SORT_KEY.to_owned(), s(key_sk(key))),
+            (SORT_KEY.to_owned(), s(key_sk(&claim.key))),
             ("state".to_owned(), s(IN_FLIGHT)),
             ("claim".to_owned(), s(&claim.token)),
-            ("fingerprint".to_owned(), s(fingerprint)),
+            ("fingerprint".to_owned(), s(&claim.fingerprint)),
             (TTL_ATTRIBUTE.to_owned(), AttributeValue::N((now.unix_seconds() + CLAIM_SECONDS).to_string())),
         ]);
         let request = self
@@ -80,12 +71,15 @@ impl AttemptStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression(format!("attribute_not_exists(#pk) OR {TTL_ATTRIBUTE} < :now"))
+            .condition_expression(format!("attribute_not_exists(#pk) OR {TTL_ATTRIBUTE} < :now OR ({HELD})"))
             .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_names("#state", "state")
             .expression_attribute_values(":now", AttributeValue::N(now.unix_seconds().to_string()))
+            .expression_attribute_values(":token", s(&claim.token))
+            .expression_attribute_values(":in_flight", s(IN_FLIGHT))
             .send();
         match self.call(request).await? {
-            Ok(_) => Ok(claim),
+            Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Err(StoreError::IdempotencyKeyTaken)
             }
@@ -101,9 +95,11 @@ impl AttemptStore {
         self.transact(vec![Write::Key(self.put_key(org, record)?)]).await
     }
 
-    /// Gives a claimed key back if its write has not happened, and makes sure it never will:
-    /// `Ok(true)`. `Ok(false)` if the claim is no longer in flight: its write committed (the
-    /// record is `done` under this claim's token) or another request took the key over.
+    /// Gives a claimed key back if its write has not happened, so that the write cannot commit
+    /// afterwards under this claim: `Ok(true)`. `Ok(false)` if the claim is no longer in
+    /// flight: its write committed (the record is `done` under this claim's token) or another
+    /// request took the key over. A transaction of this claim still running inside DynamoDB
+    /// makes it [`StoreError::Contention`]: try again.
     pub async fn release_key(&self, org: &OrganizationId, claim: &KeyClaim) -> Result<bool, StoreError> {
         let request = self
             .client

@@ -115,6 +115,12 @@ impl AttemptStore {
         }
     }
 
+    /// Waits `pause`, or until the deadline if that comes first.
+    pub async fn pause(&self, pause: std::time::Duration) {
+        let until = Instant::now() + pause;
+        tokio::time::sleep_until(self.deadline.map_or(until, |deadline| deadline.min(until))).await;
+    }
+
     /// Writes a new attempt, its replay guard and its idempotency record in one transaction;
     /// never overwrites an attempt.
     pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<(), StoreError> {

@@ -37,14 +37,14 @@ impl AttemptStore {
             };
             match cancelled(&kinds, &reasons) {
                 // Shared counters were busy with another transaction: wait a little and retry.
-                StoreError::Contention => {
+                StoreError::Contention if round + 1 < CONTENTION_RETRIES => {
                     let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
-                    tokio::time::sleep(std::time::Duration::from_millis((5 + jitter) << round)).await;
+                    self.pause(std::time::Duration::from_millis((5 + jitter) << round)).await;
                 }
                 other => return Err(other),
             }
         }
-        Err(StoreError::Unavailable("transactions kept conflicting on shared counters".to_owned()))
+        Err(StoreError::Contention)
     }
 }
 
@@ -115,12 +115,12 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
     }
     // The idempotency key speaks first: if a request with this key already committed, this
     // one is its retry, whatever else its own writes ran into.
-    for (kind, reason) in kinds.iter().zip(reasons) {
-        match (kind, reason.code().unwrap_or("None")) {
-            (WriteKind::Key, "ConditionalCheckFailed") => return StoreError::IdempotencyKeyTaken,
-            (WriteKind::Key, "TransactionConflict") => return StoreError::IdempotencyKeyInUse,
-            _ => {}
-        }
+    let key_taken = kinds
+        .iter()
+        .zip(reasons)
+        .any(|(kind, reason)| *kind == WriteKind::Key && reason.code() == Some("ConditionalCheckFailed"));
+    if key_taken {
+        return StoreError::IdempotencyKeyTaken;
     }
     let mut contention = false;
     for (kind, reason) in kinds.iter().zip(reasons) {
@@ -134,8 +134,10 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
                     None => StoreError::Corrupt("replay guard without attempt_id".to_owned()),
                 };
             }
-            // The attempt itself is being written by someone else: the caller re-reads.
+            // The attempt itself is being written by someone else: an update re-reads it (a new
+            // attempt's item has no other writer).
             (WriteKind::Attempt, "TransactionConflict") => return StoreError::VersionConflict,
+            // Anything else, the key included (only this claim's holder can write it): retry.
             (_, "TransactionConflict") => contention = true,
             (_, "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded") => {
                 Metric::DynamoDbThrottled.emit();
