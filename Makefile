@@ -13,7 +13,9 @@ dev: setup
 	$(CARGO_BUILD)
 	./target/debug/local-api
 
+# The functions' binaries first: a test runs one under the loopback Runtime API.
 test: setup
+	$(CARGO_BUILD)
 	cargo test --workspace
 	scripts/contract
 

@@ -1,7 +1,9 @@
 //! Local runs without Docker or AWS: DynamoDB Local, the table and routes read from
-//! `template.yaml`, and an HTTP server that calls the same Lambda handlers.
+//! `template.yaml`, an HTTP server that calls the same Lambda handlers, and a Runtime API
+//! that runs the functions' own binaries (the benchmark and the concurrency test).
 
 pub mod dynamodb_local;
 pub mod local_api;
+pub mod runtime_api;
 pub mod template;
 pub mod token;

@@ -81,3 +81,93 @@ async fn every_event_gets_its_status_from_its_handler() {
         assert!(reply.get().starts_with(expected), "{file}: {}", reply.get());
     }
 }
+
+/// One `list` process with `AWS_LAMBDA_MAX_CONCURRENCY=8`, as Lambda Managed Instances run it,
+/// under a loopback Runtime API: invokes overlap, and every log line names the invocation it
+/// belongs to (request id and X-Ray trace id from the invocation context, and the API request
+/// id), while each answer carries its own request id. Nothing per request is shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invokes_keep_their_own_ids_in_every_log_line_and_answer() {
+    use payment_attempts_local::local_api::GatewayRequest;
+    use payment_attempts_local::runtime_api::RuntimeApi;
+    use serde_json::{json, Value};
+
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().and_then(Path::parent).unwrap().join("list");
+    assert!(binary.exists(), "{}: make test builds the functions before testing", binary.display());
+    let svc = common::service().await;
+    let org = OrganizationId::parse("org_events").unwrap();
+    for i in 0..20 {
+        let body = common::attempt_body(None, &format!("0.{i:03}")).to_string();
+        let attempt = NewAttempt::from_json(body.as_bytes()).unwrap().into_attempt(org.clone(), Timestamp::now());
+        svc.store.create(&attempt, None).await.unwrap();
+    }
+    let api = RuntimeApi::start().await.unwrap();
+    let mut child = tokio::process::Command::new(&binary)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+        .env("AWS_LAMBDA_MAX_CONCURRENCY", "8")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "list")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", common::engine_endpoint())
+        .env("TABLE_NAME", &svc.table)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), api.wait_first_next()).await.unwrap();
+
+    let route = svc.api.routes().iter().find(|r| r.method == "GET" && r.path == "/v1/payments/attempts").unwrap();
+    let invokes = 64;
+    let answers = futures_util::future::join_all((0..invokes).map(|i| {
+        let request = GatewayRequest {
+            method: "GET".to_owned(),
+            path: "/v1/payments/attempts".to_owned(),
+            query: format!("limit={}", 1 + i % 20),
+            headers: vec![("authorization".to_owned(), common::bearer("org_events"))],
+            source_ip: "127.0.0.1".to_owned(),
+            ..GatewayRequest::default()
+        };
+        let mut event = request.to_event(route, &[]);
+        event["requestContext"]["requestId"] = json!(format!("gw-{i}"));
+        let api = &api;
+        async move { (i, api.invoke(&format!("inv-{i}"), event.to_string().into()).await) }
+    }))
+    .await;
+    for (i, answer) in &answers {
+        let answer: Value = serde_json::from_slice(answer.as_ref().unwrap()).unwrap();
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+        assert_eq!(answer["headers"]["request-id"], format!("gw-{i}"), "each answer is its own");
+        let page: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(page["data"].as_array().map(Vec::len), Some(1 + i % 20));
+    }
+    let overlap = api.most_in_flight();
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let (mut checked, mut invocations) = (0, std::collections::HashSet::new());
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(log) = serde_json::from_str::<Value>(line) else { continue };
+        let Some(spans) = log["spans"].as_array() else { continue };
+        let span = |name: &str| spans.iter().find(|s| s["name"] == name).cloned().unwrap_or(Value::Null);
+        let (runtime, request) = (span("Lambda runtime invoke"), span("request"));
+        if request.is_null() {
+            continue;
+        }
+        let invocation = runtime["requestId"].as_str().unwrap_or_else(|| panic!("no invocation in {line}"));
+        let n = invocation.strip_prefix("inv-").unwrap();
+        assert_eq!(request["request_id"], format!("gw-{n}"), "{line}");
+        assert_eq!(runtime["xrayTraceId"], RuntimeApi::trace_id(invocation), "{line}");
+        invocations.insert(n.to_owned());
+        checked += 1;
+    }
+    assert_eq!(invocations.len(), invokes, "every invocation logged");
+    assert!(overlap >= 2, "the invokes overlapped (at most {overlap} at once)");
+    println!("concurrency: {invokes} invokes, up to {overlap} at once in one process; {checked} log lines, each with its own invocation's request and trace ids");
+}

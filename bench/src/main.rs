@@ -6,8 +6,6 @@
 //! loopback, with API Gateway v2 events, on DynamoDB Local. Prints a table and writes JSON to
 //! `bench/results/`. `BENCH_SPAWNS` (default 30) and `BENCH_INVOKES` (default 2000) size it.
 
-mod runtime_api;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,9 +17,9 @@ use payment_attempts::time::Timestamp;
 use payment_attempts::{AttemptId, AttemptStore, OrganizationId};
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
 use payment_attempts_local::local_api::GatewayRequest;
+use payment_attempts_local::runtime_api::RuntimeApi;
 use payment_attempts_local::template::Template;
 use payment_attempts_local::token;
-use runtime_api::RuntimeApi;
 use serde_json::{json, Value};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -1,5 +1,7 @@
 //! A minimal Lambda Runtime API on loopback: it hands events to one function process and
 //! collects its responses, noting when the process first asks for work (the end of its init).
+//! Several `/next` polls may wait at once, as under Lambda Managed Instances
+//! (`AWS_LAMBDA_MAX_CONCURRENCY`); each invocation gets its own request id and trace id.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,6 +29,8 @@ struct State {
     pending: Mutex<HashMap<String, oneshot::Sender<Result<Bytes, String>>>>,
     first_next: Mutex<Option<Instant>>,
     asked: Notify,
+    /// Invocations handed out and not answered yet, and the most there ever were.
+    in_flight: std::sync::Mutex<(usize, usize)>,
 }
 
 impl RuntimeApi {
@@ -38,6 +42,7 @@ impl RuntimeApi {
             queue: Mutex::new(queue),
             pending: Mutex::new(HashMap::new()),
             first_next: Mutex::new(None),
+            in_flight: std::sync::Mutex::new((0, 0)),
             asked: Notify::new(),
         });
         let served = state.clone();
@@ -69,6 +74,16 @@ impl RuntimeApi {
         }
     }
 
+    /// The most invocations the function was running at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.state.in_flight.lock().map_or(0, |n| n.1)
+    }
+
+    /// The trace id the invocation `request_id` gets.
+    pub fn trace_id(request_id: &str) -> String {
+        format!("Root=1-00000000-{request_id}")
+    }
+
     /// Hands `event` to the function and waits for its response.
     pub async fn invoke(&self, request_id: &str, event: Bytes) -> Result<Bytes, String> {
         let (done, answer) = oneshot::channel();
@@ -98,6 +113,11 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         let Some((id, event)) = state.queue.lock().await.recv().await else {
             return reply(StatusCode::GONE, Bytes::new());
         };
+        if let Ok(mut n) = state.in_flight.lock() {
+            n.0 += 1;
+            n.1 = n.1.max(n.0);
+        }
+        let trace = RuntimeApi::trace_id(&id);
         let mut response = reply(StatusCode::OK, event);
         let headers = response.headers_mut();
         let deadline =
@@ -106,7 +126,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             ("lambda-runtime-aws-request-id", id),
             ("lambda-runtime-deadline-ms", deadline.to_string()),
             ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:000000000000:function:bench".to_owned()),
-            ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".to_owned()),
+            ("lambda-runtime-trace-id", trace),
         ] {
             if let Ok(value) = value.parse() {
                 headers.insert(name, value);
@@ -122,6 +142,9 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         _ => return reply(StatusCode::ACCEPTED, Bytes::new()), // init errors and the rest: noted by the caller's timeout
     };
     if let Some(done) = state.pending.lock().await.remove(id) {
+        if let Ok(mut n) = state.in_flight.lock() {
+            n.0 = n.0.saturating_sub(1);
+        }
         let _ = done.send(outcome);
     }
     reply(StatusCode::ACCEPTED, Bytes::new())
