@@ -64,11 +64,16 @@ struct Function {
 
 impl Function {
     async fn start(binary: &Path, endpoint: &str) -> Result<Self, Error> {
-        Self::start_with(binary, endpoint, 1).await
+        Self::start_with(binary, endpoint, 1, &[]).await
     }
 
-    /// With `AWS_LAMBDA_MAX_CONCURRENCY` set to `concurrency`.
-    async fn start_with(binary: &Path, endpoint: &str, concurrency: usize) -> Result<Self, Error> {
+    /// With `AWS_LAMBDA_MAX_CONCURRENCY` set to `concurrency`, and `extra` variables.
+    async fn start_with(
+        binary: &Path,
+        endpoint: &str,
+        concurrency: usize,
+        extra: &[(&str, &str)],
+    ) -> Result<Self, Error> {
         let api = RuntimeApi::start().await?;
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function").to_owned();
         let spawned = Instant::now();
@@ -87,6 +92,7 @@ impl Function {
             .env("TABLE_NAME", TABLE)
             .env("RUST_LOG", "info")
             .env("AWS_LAMBDA_MAX_CONCURRENCY", concurrency.to_string())
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -355,11 +361,12 @@ async fn main() -> Result<(), Error> {
             f(&r["zip_bytes"]) / 1024.0
         );
     }
+    let client_init = client_init_section(&release, &endpoint, spawns, &functions[0].1).await?;
     let concurrency = concurrency_section(&functions[1..], &release, &endpoint, &store, &org, &retrieve_id).await?;
     let out = root.join("bench/results");
     std::fs::create_dir_all(&out)?;
     let file = out.join(format!("{}.json", Timestamp::now().to_string().replace(':', "-")));
-    let report = json!({"spawns": spawns, "invokes": invokes, "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "functions": results, "concurrency": concurrency});
+    let report = json!({"spawns": spawns, "invokes": invokes, "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "functions": results, "client_init": client_init, "concurrency": concurrency});
     std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
     println!("written to {}", file.display());
     drop(engine);
@@ -430,7 +437,7 @@ async fn concurrency_section(
     );
     let mut rows = Vec::new();
     for (name, event, status) in functions {
-        let function = Function::start_with(&release.join(name), endpoint, IN_FLIGHT).await?;
+        let function = Function::start_with(&release.join(name), endpoint, IN_FLIGHT, &[]).await?;
         let invoke = |tag: &'static str| {
             let function = &function;
             move |i: usize| async move {
@@ -494,4 +501,37 @@ async fn concurrency_section(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Init with each way of building the client (`bench/src/bin/client-init.rs`), the variants
+/// interleaved over `spawns` cold starts like the functions' own.
+async fn client_init_section(release: &Path, endpoint: &str, spawns: usize, hello: &Bytes) -> Result<Value, Error> {
+    const VARIANTS: [&str; 3] = ["env", "chain", "webpki"];
+    let binary = release.join("client-init");
+    let mut inits = vec![Vec::with_capacity(spawns); VARIANTS.len()];
+    for round in 0..spawns + 3 {
+        for (variant, samples) in VARIANTS.iter().zip(inits.iter_mut()) {
+            let mut function = Function::start_with(&binary, endpoint, 1, &[("BENCH_CLIENT", variant)]).await?;
+            function.invoke(hello, 200).await?;
+            if round >= 3 {
+                samples.push(function.init);
+            }
+            function.child.kill().await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let p50: Vec<f64> = inits.into_iter().map(|s| ms(percentiles(s).p50)).collect();
+    println!(
+        "client init p50 ms: built by hand from the variables {:.2}, aws-config chain {:.2} (+{:.2}), chain with the Mozilla roots {:.2} (+{:.2})",
+        p50[0],
+        p50[1],
+        p50[1] - p50[0],
+        p50[2],
+        p50[2] - p50[0]
+    );
+    Ok(json!({
+        "init_p50_ms": {"env": p50[0], "chain": p50[1], "webpki": p50[2]},
+        "chain_minus_env_ms": p50[1] - p50[0],
+        "webpki_minus_env_ms": p50[2] - p50[0],
+    }))
 }

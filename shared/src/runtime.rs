@@ -1,16 +1,18 @@
 //! What a Lambda builds once at init: the DynamoDB client and JSON logging.
 //!
-//! The client is built straight from the variables Lambda sets (region and the execution
-//! role's credentials), without aws-config's provider chains, and it trusts only the Amazon
-//! Trust Services roots that DynamoDB's certificates chain to. Reading and parsing the
-//! system's roots was two thirds of the cold start on the bench machine (Debian, 440 files;
-//! Lambda's al2023 has one bundle, so less there; BENCHMARKS.md).
+//! Region and credentials come from aws-config's default chain (Lambda's environment
+//! variables first, then profiles, web identity, container credentials, ...), which refreshes
+//! credentials that expire, as a long-lived Managed Instances environment needs. It runs on
+//! the project's own HTTP client, so aws-config neither builds its default client nor reads
+//! the system's root store (two thirds of the cold start on the bench machine: Debian, 440
+//! files); that client trusts only the Amazon Trust Services roots that DynamoDB's
+//! certificates chain to (BENCHMARKS.md).
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{BehaviorVersion, SharedHttpClient};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use tracing_subscriber::filter::Targets;
@@ -23,54 +25,53 @@ use crate::store::AttemptStore;
 /// commercial region.
 const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
 
-/// The client config shared by the functions and local runs: rustls on ring, bounded timeouts
-/// so an outage answers 503 well inside the Lambda timeout, standard retries with backoff for
-/// throttling. Region, credentials and endpoint are the caller's.
-pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
+/// rustls on ring, trusting the bundled roots only.
+fn http_client() -> SharedHttpClient {
     let trust = TlsContext::builder()
         .with_trust_store(TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS))
         .build()
         // Infallible in aws-smithy-http-client 1.x; a default would quietly trust the system roots.
         .expect("a TLS context from a trust store");
-    let http_client = aws_smithy_http_client::Builder::new()
+    aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(trust)
-        .build_https();
+        .build_https()
+}
+
+/// Bounded timeouts, so an outage answers 503 well inside the Lambda timeout (with the
+/// per-request deadline of `budget`), and standard retries with backoff for throttling.
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(3)
+}
+
+fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(6))
+        .build()
+}
+
+/// The client config for local runs (DynamoDB Local), on the functions' HTTP client, retries
+/// and timeouts. Region, credentials and endpoint are the caller's.
+pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
     aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .http_client(http_client)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(6))
-                .build(),
-        )
+        .http_client(http_client())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
 }
 
-/// The client from the variables Lambda sets: `AWS_REGION` and the execution role's
-/// credentials. `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local.
-pub fn dynamodb_client(env: impl Fn(&str) -> Option<String>) -> Result<Client, String> {
-    let region = set(&env, "AWS_REGION").ok_or("AWS_REGION is not set")?;
-    let mut config = dynamodb_config().region(Region::new(region)).credentials_provider(lambda_credentials(&env)?);
-    if let Some(endpoint) = set(&env, "AWS_ENDPOINT_URL_DYNAMODB") {
-        config = config.endpoint_url(endpoint);
+/// The functions' client: region, credentials and endpoint (`AWS_ENDPOINT_URL_DYNAMODB` points
+/// it at DynamoDB Local) from `loader`'s chain, on the functions' HTTP client. Without a
+/// region, init fails at once rather than every request later.
+pub async fn dynamodb_client(loader: aws_config::ConfigLoader) -> Result<Client, String> {
+    let shared =
+        loader.http_client(http_client()).retry_config(retry_config()).timeout_config(timeout_config()).load().await;
+    if shared.region().is_none() {
+        return Err("no AWS region: set AWS_REGION (Lambda sets it)".to_owned());
     }
-    Ok(Client::from_conf(config.build()))
-}
-
-/// The execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`,
-/// which Lambda fixes for the life of the execution environment.
-fn lambda_credentials(env: &impl Fn(&str) -> Option<String>) -> Result<Credentials, String> {
-    let required = |name: &str| set(env, name).ok_or_else(|| format!("{name} is not set"));
-    let (key, secret) = (required("AWS_ACCESS_KEY_ID")?, required("AWS_SECRET_ACCESS_KEY")?);
-    Ok(Credentials::new(key, secret, set(env, "AWS_SESSION_TOKEN"), None, "lambda"))
-}
-
-/// A variable's value; empty is unset.
-fn set(env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    env(name).filter(|v| !v.is_empty())
+    Ok(Client::new(&shared))
 }
 
 /// What every function builds once at init: logging, its settings and its store, kept for the
@@ -87,7 +88,7 @@ pub async fn init() -> Result<(&'static AttemptStore, &'static Settings), String
 /// on Lambda the TLS handshake then runs with init's full CPU rather than on the first
 /// request. Against DynamoDB Local, which has no TLS, it adds about 2 ms to init (BENCHMARKS.md).
 pub async fn store(settings: &Settings) -> Result<AttemptStore, String> {
-    let client = dynamodb_client(|name| std::env::var(name).ok())?;
+    let client = dynamodb_client(aws_config::defaults(BehaviorVersion::latest())).await?;
     let store = AttemptStore::new(client, &settings.table_name);
     store.warm_up().await;
     Ok(store)
@@ -117,43 +118,21 @@ fn log_filter(directives: Option<&str>) -> Targets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn lambda_vars() -> HashMap<&'static str, String> {
-        [("AWS_REGION", "eu-west-3"), ("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "secret")]
-            .into_iter()
-            .map(|(k, v)| (k, v.to_owned()))
-            .collect()
-    }
+    use aws_sdk_dynamodb::config::Region;
 
     #[tokio::test]
-    async fn the_client_is_built_from_the_lambda_variables() {
-        let vars = lambda_vars();
+    async fn the_client_takes_its_region_from_the_chain() {
+        let loader = aws_config::defaults(BehaviorVersion::latest()).empty_test_environment();
         // Building the client also builds its TLS config from the bundled roots.
-        let client = dynamodb_client(|n| vars.get(n).cloned()).expect("client");
+        let client = dynamodb_client(loader.region(Region::new("eu-west-3"))).await.expect("client");
         assert_eq!(client.config().region().map(|r| r.as_ref()), Some("eu-west-3"));
     }
 
-    #[test]
-    fn an_empty_session_token_is_no_session_token() {
-        let mut vars = lambda_vars();
-        let credentials =
-            |vars: &HashMap<_, String>| lambda_credentials(&|n: &str| vars.get(n).cloned()).expect("credentials");
-        vars.insert("AWS_SESSION_TOKEN", "token".to_owned());
-        assert_eq!(credentials(&vars).session_token(), Some("token"));
-        vars.insert("AWS_SESSION_TOKEN", String::new());
-        assert_eq!(credentials(&vars).session_token(), None);
-        assert_eq!(credentials(&vars).access_key_id(), "AKID");
-    }
-
-    #[test]
-    fn a_missing_variable_is_named() {
-        for missing in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
-            let mut vars = lambda_vars();
-            vars.remove(missing);
-            let err = dynamodb_client(|n| vars.get(n).cloned()).err();
-            assert_eq!(err, Some(format!("{missing} is not set")));
-        }
+    #[tokio::test]
+    async fn without_a_region_init_fails_and_says_why() {
+        let loader = aws_config::defaults(BehaviorVersion::latest()).empty_test_environment();
+        let err = dynamodb_client(loader).await.err().unwrap_or_default();
+        assert!(err.contains("AWS_REGION"), "{err}");
     }
 
     #[test]
