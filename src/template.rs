@@ -283,21 +283,30 @@ mod tests {
     fn only_trusted_writers_and_named_administrators_may_send_commands() {
         let resources = resources();
         let policies = of_type(&resources, "AWS::SQS::QueuePolicy");
-        assert_eq!(policies.len(), 1);
-        let policy = &policies[0].1["Properties"];
-        assert_eq!(policy["Queues"][0].as_str(), Some("AttemptsQueue"));
-        let statements = policy["PolicyDocument"]["Statement"].as_vec().unwrap();
-        let send = statements.iter().find(|s| s["Sid"].as_str() == Some("OnlyTrustedWritersSend")).unwrap();
-        assert_eq!((send["Effect"].as_str(), send["Action"].as_str()), (Some("Deny"), Some("sqs:SendMessage")));
-        assert_eq!(send["Principal"].as_str(), Some("*"));
-        // Everyone whose principal ARN is not one of the two lists.
-        let allowed = &send["Condition"]["StringNotLike"]["aws:PrincipalArn"];
-        let named = format!("{allowed:?}");
-        for parameter in ["TrustedWriterRoleArns", "QueueAdministratorRoleArns"] {
-            assert!(named.contains(parameter), "{parameter} not in {named}");
+        // (queue, statement, who may still send): everyone else is denied, and plain HTTP too.
+        let expected = [
+            ("AttemptsQueue", "OnlyTrustedWritersSend", ["TrustedWriterRoleArns", "QueueAdministratorRoleArns"]),
+            (
+                "AttemptsDeadLetterQueue",
+                "OnlyTheWorkerAndAdministratorsSend",
+                ["RecordAttemptWorkerFunctionRole", "QueueAdministratorRoleArns"],
+            ),
+        ];
+        assert_eq!(policies.len(), expected.len());
+        for (queue, sid, senders) in expected {
+            let (_, policy) =
+                policies.iter().find(|(_, p)| p["Properties"]["Queues"][0].as_str() == Some(queue)).unwrap();
+            let statements = policy["Properties"]["PolicyDocument"]["Statement"].as_vec().unwrap();
+            let send = statements.iter().find(|s| s["Sid"].as_str() == Some(sid)).unwrap();
+            assert_eq!((send["Effect"].as_str(), send["Action"].as_str()), (Some("Deny"), Some("sqs:SendMessage")));
+            assert_eq!(send["Principal"].as_str(), Some("*"));
+            let named = format!("{:?}", send["Condition"]["StringNotLike"]["aws:PrincipalArn"]);
+            for sender in senders {
+                assert!(named.contains(sender), "{queue}: {sender} not in {named}");
+            }
+            let tls = statements.iter().find(|s| s["Sid"].as_str() == Some("TlsOnly")).unwrap();
+            assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"].as_str(), Some("false"), "{queue}");
         }
-        let tls = statements.iter().find(|s| s["Sid"].as_str() == Some("TlsOnly")).unwrap();
-        assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"].as_str(), Some("false"));
     }
 
     #[test]

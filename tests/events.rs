@@ -151,9 +151,15 @@ async fn concurrent_invokes_keep_their_own_ids_in_every_log_line_and_answer() {
     let overlap = api.most_in_flight();
     child.start_kill().unwrap();
     let output = child.wait_with_output().await.unwrap();
-    let (mut checked, mut invocations) = (0, std::collections::HashSet::new());
+    let (mut checked, mut invocations, mut metrics) = (0, std::collections::HashSet::new(), 0);
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(log) = serde_json::from_str::<Value>(line) else { continue };
+        // The list's metric, as an Embedded Metric Format line, once per invoke.
+        if log["_aws"]["CloudWatchMetrics"][0]["Namespace"] == payment_attempts::metrics::NAMESPACE {
+            assert!(log["ListReadsPerPage"].as_u64().is_some_and(|reads| reads >= 1), "{line}");
+            metrics += 1;
+            continue;
+        }
         let Some(spans) = log["spans"].as_array() else { continue };
         let span = |name: &str| spans.iter().find(|s| s["name"] == name).cloned().unwrap_or(Value::Null);
         let (runtime, request) = (span("Lambda runtime invoke"), span("request"));
@@ -168,6 +174,7 @@ async fn concurrent_invokes_keep_their_own_ids_in_every_log_line_and_answer() {
         checked += 1;
     }
     assert_eq!(invocations.len(), invokes, "every invocation logged");
+    assert_eq!(metrics, invokes, "one ListPage metric line per invoke");
     assert!(overlap >= 2, "the invokes overlapped (at most {overlap} at once)");
     println!("concurrency: {invokes} invokes, up to {overlap} at once in one process; {checked} log lines, each with its own invocation's request and trace ids");
 }

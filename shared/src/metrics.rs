@@ -47,9 +47,14 @@ impl Metric<'_> {
                 let name =
                     if matches!(self, Metric::AttemptRecorded { .. }) { "AttemptsRecorded" } else { "AttemptsSettled" };
                 dimension(&mut fields, "Status", status.as_str());
-                dimension(&mut fields, "Rail", rail.unwrap_or("none"));
+                // A property, not a dimension: rail names come from callers, and every
+                // distinct dimension value is a metric billed on its own.
+                if let Some(rail) = rail {
+                    fields.insert("Rail".to_owned(), Value::String(rail.to_owned()));
+                }
                 fields.insert(name.to_owned(), json!(1));
-                // The exact decimal text is a valid JSON number; no float rounding on the way.
+                // CloudWatch keeps metric values as doubles anyway; the audit record has the
+                // exact amount.
                 let amount = serde_json::from_str(&amount_usd.to_string()).unwrap_or(Value::Null);
                 fields.insert("AmountUsd".to_owned(), amount);
                 metrics.extend([(name, "Count"), ("AmountUsd", "None")]);
@@ -95,8 +100,13 @@ impl Metric<'_> {
         Value::Object(fields).to_string()
     }
 
-    /// Writes the line to stdout, where Lambda's log shipping picks it up.
+    /// Writes the line to stdout, where Lambda ships it to CloudWatch; elsewhere (the local
+    /// server, tests running handlers in-process) there is nobody to read it.
     pub fn emit(&self) {
+        static ON_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if !*ON_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()) {
+            return;
+        }
         let line = self.line(crate::time::Timestamp::now().unix_millis());
         // A metric that cannot be written is not worth failing a request for.
         let _ = writeln!(std::io::stdout().lock(), "{line}");
@@ -159,10 +169,11 @@ mod tests {
             let doc = assert_emf(&metric.line(now));
             assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
         }
-        let recorded = Metric::AttemptRecorded { status: Status::Failed, rail: None, amount_usd: &amount }.line(now);
-        assert!(recorded.contains(r#""AmountUsd":1000000.000001"#), "exact amount: {recorded}");
-        let doc = assert_emf(&recorded);
-        assert_eq!((doc["Status"].as_str(), doc["Rail"].as_str()), (Some("failed"), Some("none")));
+        let recorded = Metric::AttemptRecorded { status: Status::Failed, rail: Some("x402"), amount_usd: &amount };
+        let doc = assert_emf(&recorded.line(now));
+        assert_eq!(doc["AmountUsd"].as_f64(), Some(1000000.000001));
+        assert_eq!((doc["Status"].as_str(), doc["Rail"].as_str()), (Some("failed"), Some("x402")));
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Status"]]), "rails are no dimension");
         let refused = assert_emf(&Metric::ErrorAnswer { status: 409, code: "duplicate_request" }.line(now));
         assert_eq!((refused["Code"].as_str(), refused["ClientErrors"].as_i64()), (Some("duplicate_request"), Some(1)));
     }

@@ -23,7 +23,8 @@ impl AttemptStore {
     pub(super) async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let kinds: Vec<WriteKind> = writes.iter().map(Write::kind).collect();
         let items: Vec<TransactWriteItem> = writes.into_iter().map(Write::into_item).collect();
-        for round in 0..CONTENTION_RETRIES {
+        let mut round = 0;
+        loop {
             // A fresh token each round: a cancelled transaction wrote nothing.
             let token = uuid::Uuid::now_v7().simple().to_string();
             let request = self.client.transact_write_items().set_transact_items(Some(items.clone()));
@@ -40,11 +41,12 @@ impl AttemptStore {
                 StoreError::Contention if round + 1 < CONTENTION_RETRIES => {
                     let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
                     self.pause(std::time::Duration::from_millis((5 + jitter) << round)).await;
+                    round += 1;
                 }
+                // The last round's contention too: the caller answers a 409 to retry.
                 other => return Err(other),
             }
         }
-        Err(StoreError::Contention)
     }
 }
 
