@@ -11,6 +11,7 @@
 //! retried the function"); a caller that invokes again by itself gets a new request id and
 //! passes `idempotency_key` to be recorded once.
 
+use lambda_http::lambda_runtime::Diagnostic;
 use lambda_http::{Body, Error, LambdaEvent, Response};
 use payment_attempts::api::{self, ApiError, Caller};
 use payment_attempts::budget::Deadline;
@@ -56,27 +57,33 @@ pub struct CommandResult {
 }
 
 /// Handles an SQS event or a direct invoke; the payload stays raw so amounts keep their digits.
-pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, Error> {
+/// A failed invoke's `errorType` is the error's code (`storage_unavailable`, ...), which
+/// callers (Step Functions retriers, say) can match.
+pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, Diagnostic> {
     let LambdaEvent { payload, context } = event;
     // One budget for the whole invocation: messages left when it runs out fail fast and are
     // reported for retry.
     let deadline = Deadline::for_invocation(Some(context.deadline));
+    let internal = |e: serde_json::Error| Diagnostic::from(Error::from(e));
     let reply = match serde_json::from_str::<SqsBatch>(payload.get()) {
-        Ok(batch) => serde_json::to_string(&sqs_batch(store, batch, deadline).await)?,
+        Ok(batch) => serde_json::to_string(&sqs_batch(store, batch, deadline).await).map_err(internal)?,
         Err(_) => {
             let key = Some(format!("invoke:{}", context.request_id)).filter(|_| !context.request_id.is_empty());
             let response = match execute(store, payload.get().as_bytes(), key, deadline).await {
                 // Lambda retries an asynchronous invoke only when the function fails, under the
                 // same request id (so the same key): the retry replays or runs, once. A caller
                 // invoking synchronously gets the error body as the function error's message.
-                Err(error) if !error.is_final() => return Err(api::body_text(&api::error_response(&error)).into()),
+                Err(error) if !error.is_final() => {
+                    let error_message = api::body_text(&api::error_response(&error)).to_owned();
+                    return Err(Diagnostic { error_type: error.code.to_owned(), error_message });
+                }
                 outcome => outcome.unwrap_or_else(|error| api::error_response(&error)),
             };
-            let body = RawValue::from_string(api::body_text(&response).to_owned())?;
-            serde_json::to_string(&CommandResult { status: response.status().as_u16(), body })?
+            let body = RawValue::from_string(api::body_text(&response).to_owned()).map_err(internal)?;
+            serde_json::to_string(&CommandResult { status: response.status().as_u16(), body }).map_err(internal)?
         }
     };
-    Ok(RawValue::from_string(reply)?)
+    RawValue::from_string(reply).map_err(internal)
 }
 
 async fn sqs_batch(store: &AttemptStore, batch: SqsBatch, deadline: Deadline) -> BatchResponse {
