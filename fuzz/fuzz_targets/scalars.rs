@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use payment_attempts::api::role_of;
+use payment_attempts::http::role_of;
 use payment_attempts::id::{AttemptId, OrganizationId, SessionId};
 use payment_attempts::money::Amount;
 use payment_attempts::time::parse_instant_nanos;

@@ -4,15 +4,15 @@
 //!   domain, pure code with no AWS types;
 //! - [`store`]: the one place that knows the DynamoDB table (feature `dynamodb`, on by
 //!   default; without it the domain and HTTP mapping build alone, as the fuzzers use them);
-//! - [`api`]: identity, query parsing, errors and envelopes for API Gateway; [`metrics`]:
+//! - [`http`]: identity, query parsing, errors and envelopes for API Gateway; [`metrics`]:
 //!   CloudWatch metrics as Embedded Metric Format lines;
 //! - [`settings`], [`runtime`]: configuration, and what every Lambda builds once at init;
 //!   [`budget`]: the time one invocation may take.
 
-pub mod api;
 pub mod attempt;
 pub mod budget;
 pub mod command;
+pub mod http;
 pub mod id;
 pub mod idempotency;
 pub mod metrics;

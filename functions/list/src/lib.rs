@@ -3,36 +3,36 @@
 //! `GET /v1/payments/attempts/summary`, counts and totals per status from counters.
 
 use lambda_http::{Body, Error, Request, RequestExt, Response};
-use payment_attempts::api::{self, ApiError};
+use payment_attempts::http::{self, ApiError};
 use payment_attempts::metrics::Metric;
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
 pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
     // A read has nothing to settle afterwards: it may use the settle reserve too.
-    let store = &store.until(api::deadline(&req).settle);
+    let store = &store.until(http::deadline(&req).settle);
     if req.raw_http_path().ends_with("/summary") {
-        Ok(api::serve(&req, summary(store, settings, &req)).await)
+        Ok(http::serve(&req, summary(store, settings, &req)).await)
     } else {
-        Ok(api::serve(&req, list(store, settings, &req)).await)
+        Ok(http::serve(&req, list(store, settings, &req)).await)
     }
 }
 
 async fn summary(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
-    let org = api::organization(req, settings)?;
-    let scope = api::summary_query(req)?;
+    let org = http::organization(req, settings)?;
+    let scope = http::summary_query(req)?;
     let summary = store.summary(&org, &scope).await?;
     tracing::info!(organization_id = %org, "summarized payment attempts");
-    Ok(api::summary_response(&scope, &summary))
+    Ok(http::summary_response(&scope, &summary))
 }
 
 async fn list(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
-    let org = api::organization(req, settings)?;
-    let query = api::list_query(req)?;
+    let org = http::organization(req, settings)?;
+    let query = http::list_query(req)?;
     let page = store.list(&org, &query).await?;
     Metric::ListPage { reads: page.reads, rows: page.attempts.len() }.emit();
     tracing::info!(organization_id = %org, count = page.attempts.len(), has_more = page.has_more, "listed payment attempts");
-    Ok(api::list_response(&page))
+    Ok(http::list_response(&page))
 }
 
 #[cfg(test)]

@@ -12,23 +12,23 @@ pub mod worker;
 pub mod writer;
 
 use lambda_http::{Body, Error, Request, RequestExt, Response};
-use payment_attempts::api::{self, ApiError, Caller};
+use payment_attempts::http::{self, ApiError, Caller};
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
 use crate::writer::Writer;
 
 pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> Result<Response<Body>, Error> {
-    Ok(api::serve(&req, write(store, settings, &req)).await)
+    Ok(http::serve(&req, write(store, settings, &req)).await)
 }
 
 async fn write(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
     let caller = Caller::from_request(req, settings)?;
-    api::no_query(req)?;
-    let body = api::json_body(req)?;
-    let writer = Writer::new(store, caller, api::idempotency_key(req)?, api::deadline(req));
+    http::no_query(req)?;
+    let body = http::json_body(req)?;
+    let writer = Writer::new(store, caller, http::idempotency_key(req)?, http::deadline(req));
     if req.path_parameters_ref().is_some_and(|p| p.first("id").is_some()) {
-        writer.update(&api::attempt_id(req)?, body).await
+        writer.update(&http::attempt_id(req)?, body).await
     } else {
         writer.create(body).await
     }

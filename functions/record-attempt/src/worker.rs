@@ -13,8 +13,8 @@
 
 use lambda_http::lambda_runtime::Diagnostic;
 use lambda_http::{Body, Error, LambdaEvent, Response};
-use payment_attempts::api::{self, ApiError, Caller};
 use payment_attempts::budget::Deadline;
+use payment_attempts::http::{self, ApiError, Caller};
 use payment_attempts::idempotency;
 use payment_attempts::validation::{self as v, InvalidRequest, JsonFields};
 use payment_attempts::{AttemptId, AttemptStore};
@@ -74,12 +74,12 @@ pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> 
                 // same request id (so the same key): the retry replays or runs, once. A caller
                 // invoking synchronously gets the error body as the function error's message.
                 Err(error) if !error.is_final() => {
-                    let error_message = api::body_text(&api::error_response(&error)).to_owned();
+                    let error_message = http::body_text(&http::error_response(&error)).to_owned();
                     return Err(Diagnostic { error_type: error.code.to_owned(), error_message });
                 }
-                outcome => outcome.unwrap_or_else(|error| api::error_response(&error)),
+                outcome => outcome.unwrap_or_else(|error| http::error_response(&error)),
             };
-            let body = RawValue::from_string(api::body_text(&response).to_owned()).map_err(internal)?;
+            let body = RawValue::from_string(http::body_text(&response).to_owned()).map_err(internal)?;
             serde_json::to_string(&CommandResult { status: response.status().as_u16(), body }).map_err(internal)?
         }
     };
@@ -94,13 +94,13 @@ async fn sqs_batch(store: &AttemptStore, batch: SqsBatch, deadline: Deadline) ->
         let response = execute(store, message.body.as_bytes(), Some(key), deadline)
             .instrument(span.clone())
             .await
-            .unwrap_or_else(|error| api::error_response(&error));
+            .unwrap_or_else(|error| http::error_response(&error));
         if !response.status().is_success() {
             // The error body names the rule that failed; it never holds receipts or tokens.
             span.in_scope(|| {
                 tracing::warn!(
                     status = response.status().as_u16(),
-                    reason = api::body_text(&response),
+                    reason = http::body_text(&response),
                     "message not recorded: reported for retry, then the dead-letter queue"
                 )
             });

@@ -11,9 +11,9 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use payment_attempts::api::{self, ApiError, Caller};
 use payment_attempts::budget::Deadline;
 use payment_attempts::command::{NewAttempt, StatusUpdate};
+use payment_attempts::http::{self, ApiError, Caller};
 use payment_attempts::idempotency::{self, IdempotencyRecord, KeyClaim, KeyState};
 use payment_attempts::metrics::Metric;
 use payment_attempts::time::Timestamp;
@@ -52,7 +52,7 @@ impl Writer {
         };
         let now = Timestamp::now();
         let attempt = command.into_attempt(org.clone(), now);
-        let response = api::attempt_response(StatusCode::CREATED, &attempt);
+        let response = http::attempt_response(StatusCode::CREATED, &attempt);
         let outcome = match self.store.create(&attempt, record(claim.as_ref(), &response, now).as_ref()).await {
             Ok(()) => {
                 tracing::info!(organization_id = %org, attempt_id = %attempt.id, status = %attempt.status, "recorded payment attempt");
@@ -88,7 +88,7 @@ impl Writer {
             let before = self.store.get(org, id).await?.ok_or_else(|| ApiError::not_found(id.as_str()))?;
             let now = Timestamp::now();
             let after = update.clone().apply(&before, now).map_err(ApiError::invalid_transition)?;
-            let response = api::attempt_response(StatusCode::OK, &after);
+            let response = http::attempt_response(StatusCode::OK, &after);
             match self.store.update(&before, &after, record(claim, &response, now).as_ref()).await {
                 Ok(()) => {
                     tracing::info!(organization_id = %org, attempt_id = %id, from = %before.status, to = %after.status, "payment attempt status changed");
@@ -112,7 +112,7 @@ impl Writer {
         for _ in 0..2 {
             let now = Timestamp::now();
             match self.store.key_state(org, key, now).await? {
-                Some(KeyState::Done(record)) => return api::replay(&record, fingerprint).map(Start::Replay),
+                Some(KeyState::Done(record)) => return http::replay(&record, fingerprint).map(Start::Replay),
                 Some(KeyState::InFlight { fingerprint: held }) if held == fingerprint => {
                     return Err(ApiError::idempotency_key_in_use())
                 }
@@ -148,9 +148,9 @@ impl Writer {
     ) -> Result<Response<Body>, ApiError> {
         let (Some(claim), Err(error)) = (claim, &outcome) else { return outcome };
         if error.is_final() {
-            let refusal = api::error_response(error);
+            let refusal = http::error_response(error);
             let record =
-                IdempotencyRecord::new(&claim, error.status.as_u16(), api::body_text(&refusal), Timestamp::now());
+                IdempotencyRecord::new(&claim, error.status.as_u16(), http::body_text(&refusal), Timestamp::now());
             if let Err(e) = self.settle.finish_key(org, &record).await {
                 tracing::warn!(error = %e, "could not keep the refusal under its idempotency key");
             }
@@ -164,7 +164,7 @@ impl Writer {
             Ok(false) => match self.settle.key_state(org, &claim.key, Timestamp::now()).await {
                 Ok(Some(KeyState::Done(record))) if record.token == claim.token => {
                     tracing::info!("the write committed though its answer was lost: answering what it stored");
-                    Ok(api::recorded_response(&record))
+                    Ok(http::recorded_response(&record))
                 }
                 Ok(_) => outcome,
                 Err(e) => {
@@ -199,5 +199,5 @@ impl Writer {
 
 /// The response kept under the claimed key, written with the attempt.
 fn record(claim: Option<&KeyClaim>, response: &Response<Body>, now: Timestamp) -> Option<IdempotencyRecord> {
-    claim.map(|claim| IdempotencyRecord::new(claim, response.status().as_u16(), api::body_text(response), now))
+    claim.map(|claim| IdempotencyRecord::new(claim, response.status().as_u16(), http::body_text(response), now))
 }
