@@ -44,8 +44,12 @@ impl Metric<'_> {
         match *self {
             Metric::AttemptRecorded { status, rail, amount_usd }
             | Metric::AttemptSettled { status, rail, amount_usd } => {
-                let name =
-                    if matches!(self, Metric::AttemptRecorded { .. }) { "AttemptsRecorded" } else { "AttemptsSettled" };
+                // Separate amounts for the two events, so that neither sum counts an attempt twice.
+                let (name, amount_name) = if matches!(self, Metric::AttemptRecorded { .. }) {
+                    ("AttemptsRecorded", "AmountRecordedUsd")
+                } else {
+                    ("AttemptsSettled", "AmountSettledUsd")
+                };
                 dimension(&mut fields, "Status", status.as_str());
                 // A property, not a dimension: rail names come from callers, and every
                 // distinct dimension value is a metric billed on its own.
@@ -56,8 +60,8 @@ impl Metric<'_> {
                 // CloudWatch keeps metric values as doubles anyway; the audit record has the
                 // exact amount.
                 let amount = serde_json::from_str(&amount_usd.to_string()).unwrap_or(Value::Null);
-                fields.insert("AmountUsd".to_owned(), amount);
-                metrics.extend([(name, "Count"), ("AmountUsd", "None")]);
+                fields.insert(amount_name.to_owned(), amount);
+                metrics.extend([(name, "Count"), (amount_name, "None")]);
             }
             Metric::IdempotentReplay => {
                 fields.insert("IdempotentReplays".to_owned(), json!(1));
@@ -171,7 +175,7 @@ mod tests {
         }
         let recorded = Metric::AttemptRecorded { status: Status::Failed, rail: Some("x402"), amount_usd: &amount };
         let doc = assert_emf(&recorded.line(now));
-        assert_eq!(doc["AmountUsd"].as_f64(), Some(1000000.000001));
+        assert_eq!(doc["AmountRecordedUsd"].as_f64(), Some(1000000.000001));
         assert_eq!((doc["Status"].as_str(), doc["Rail"].as_str()), (Some("failed"), Some("x402")));
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Status"]]), "rails are no dimension");
         let refused = assert_emf(&Metric::ErrorAnswer { status: 409, code: "duplicate_request" }.line(now));
