@@ -4,7 +4,7 @@
 CARGO_BUILD := cargo build --workspace --all-targets
 ORG ?= org_acme
 
-.PHONY: setup dev test token lint load fuzz bench
+.PHONY: setup dev test token lint load fuzz bench scale
 
 setup:
 	@scripts/setup
@@ -51,3 +51,7 @@ fuzz:
 bench: setup
 	cargo build --release -p list -p retrieve -p record-attempt -p bench
 	./target/release/bench
+
+# One organization's write units per partition key through a metering proxy (BENCHMARKS.md).
+scale: setup
+	cargo run -q -p bench --bin scale

@@ -4,6 +4,7 @@
 
 pub mod dynamodb_local;
 pub mod local_api;
+pub mod metering;
 pub mod runtime_api;
 pub mod template;
 pub mod token;

@@ -1,0 +1,157 @@
+//! `make scale`: what one organization's writes cost DynamoDB, per partition key, through a
+//! metering proxy (`payment_attempts_local::metering`) between the service and DynamoDB Local.
+//!
+//! Records `SCALE_ATTEMPTS` attempts (default 300) for one organization, each created and then
+//! settled with an Idempotency-Key and a request_hash, over 20 sessions, through the same
+//! handlers the Lambdas run; then walks the organization's list in pages of 50, lists one
+//! session, and retrieves attempts. Prints the write units per attempt in all and on the
+//! hottest partition key (and the ceiling that implies, at DynamoDB's 1,000 WCU/s per key),
+//! items and read units per page, and calls per retrieve; writes JSON to `bench/results/`.
+
+use std::path::Path;
+
+use payment_attempts::runtime::Settings;
+use payment_attempts::time::Timestamp;
+use payment_attempts::AttemptStore;
+use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
+use payment_attempts_local::local_api::{GatewayRequest, LocalApi};
+use payment_attempts_local::metering::MeteringProxy;
+use payment_attempts_local::template::Template;
+use payment_attempts_local::token;
+use serde_json::{json, Value};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const ORG: &str = "org_scale";
+const TABLE: &str = "scale";
+const SESSIONS: usize = 20;
+/// DynamoDB's write throughput per partition key.
+const WCU_PER_KEY_PER_SECOND: f64 = 1000.0;
+
+fn request(method: &str, path: &str, query: &str, body: Option<&Value>, key: Option<&str>) -> GatewayRequest {
+    let mut headers =
+        vec![("authorization".to_owned(), format!("Bearer {}", token::unsigned(&json!({"org_id": ORG}))))];
+    if body.is_some() {
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    }
+    headers.extend(key.map(|k| ("idempotency-key".to_owned(), k.to_owned())));
+    GatewayRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers,
+        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        source_ip: "127.0.0.1".to_owned(),
+    }
+}
+
+async fn call(api: &LocalApi, request: &GatewayRequest, status: u16) -> Result<Value, Error> {
+    let response = api.call(request).await;
+    let got = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+    if got != status {
+        return Err(format!("{} {}: {got} {}", request.method, request.path, String::from_utf8_lossy(&body)).into());
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let attempts: usize = std::env::var("SCALE_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let engine = tokio::task::spawn_blocking(DynamoDbLocal::start).await??;
+    let proxy = MeteringProxy::start(&engine.endpoint()).await?;
+    let client = dynamodb_local::client(proxy.endpoint());
+    let template = Template::load(&root.join("template.yaml"))?;
+    template.create_table(&client, TABLE).await?;
+    let api = LocalApi::new(&template, AttemptStore::new(client, TABLE), Settings::new(TABLE));
+
+    proxy.reset();
+    let mut ids = Vec::with_capacity(attempts);
+    for i in 0..attempts {
+        let body = json!({
+            "session_id": format!("session_s{}", i % SESSIONS), "capability": "paid_search",
+            "operation": "search.query", "rail": "mpp_tempo", "amount_usd": 0.014,
+            "target_url": "https://api.example.com/v1/search",
+            "request_hash": format!("sha256:{i:064x}"), "receipt": {"tx": format!("0x{i:x}")}
+        });
+        let created =
+            call(&api, &request("POST", "/v1/payments/attempts", "", Some(&body), Some(&format!("create-{i}"))), 201)
+                .await?;
+        let id = created["id"].as_str().ok_or("no id")?.to_owned();
+        let settle = json!({"status": "succeeded", "receipt": {"settlement": format!("0x{i:x}")}});
+        let target = format!("/v1/payments/attempts/{id}");
+        call(&api, &request("POST", &target, "", Some(&settle), Some(&format!("settle-{i}"))), 200).await?;
+        ids.push(id);
+    }
+    let writes = proxy.meter();
+    let per_attempt = |units: f64| units / attempts as f64;
+    let (hottest_key, hottest_units) = writes.hottest().map(|(k, v)| (k.to_owned(), v)).unwrap_or_default();
+    let keys = writes.wcu_by_key.len();
+
+    proxy.reset();
+    let mut pages = 0;
+    let mut cursor = String::new();
+    loop {
+        let page =
+            call(&api, &request("GET", "/v1/payments/attempts", &format!("limit=50{cursor}"), None, None), 200).await?;
+        pages += 1;
+        let rows = page["data"].as_array().ok_or("no data")?;
+        if page["has_more"] != json!(true) {
+            break;
+        }
+        cursor = format!("&starting_after={}", rows.last().and_then(|r| r["id"].as_str()).ok_or("no last id")?);
+    }
+    let org_pages = proxy.meter();
+    proxy.reset();
+    call(&api, &request("GET", "/v1/payments/attempts", "limit=50&session_id=session_s3", None, None), 200).await?;
+    let session_page = proxy.meter();
+    proxy.reset();
+    let retrieves = ids.len().min(50);
+    for id in ids.iter().take(retrieves) {
+        call(&api, &request("GET", &format!("/v1/payments/attempts/{id}"), "", None, None), 200).await?;
+    }
+    let retrieved = proxy.meter();
+
+    let report = json!({
+        "attempts": attempts, "sessions": SESSIONS,
+        "writes": {
+            "wcu_per_attempt": per_attempt(writes.total_wcu()),
+            "partition_keys_written": keys,
+            "hottest_key": hottest_key,
+            "hottest_key_wcu_per_attempt": per_attempt(hottest_units),
+            "attempts_per_second_ceiling": WCU_PER_KEY_PER_SECOND / per_attempt(hottest_units),
+            "calls": writes.calls,
+        },
+        "org_list_page_of_50": {
+            "pages": pages,
+            "rows_read_per_page": org_pages.rows_read as f64 / pages as f64,
+            "rcu_per_page": org_pages.rcu / pages as f64,
+            "queries_per_page": org_pages.calls("Query") as f64 / pages as f64,
+        },
+        "session_page_of_50": {"queries": session_page.calls("Query"), "rows_read": session_page.rows_read, "rcu": session_page.rcu},
+        "retrieve": {"calls_per_retrieve": retrieved.total_calls() as f64 / retrieves as f64, "get_items": retrieved.calls("GetItem")},
+    });
+    println!("scale: {attempts} attempts (create + settle, keyed, with request_hash) for one organization over {SESSIONS} sessions");
+    println!(
+        "writes: {:.1} WCU per attempt in all, over {keys} partition keys; hottest key {hottest_key}: {:.1} WCU per attempt -> ceiling {:.0} attempts/s",
+        report["writes"]["wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
+        report["writes"]["hottest_key_wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
+        report["writes"]["attempts_per_second_ceiling"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!(
+        "org list, pages of 50: {:.1} rows read and {:.1} RCU per page, {:.2} Query calls per page; session page: {} Query; retrieve: {:.2} calls",
+        report["org_list_page_of_50"]["rows_read_per_page"].as_f64().unwrap_or(f64::NAN),
+        report["org_list_page_of_50"]["rcu_per_page"].as_f64().unwrap_or(f64::NAN),
+        report["org_list_page_of_50"]["queries_per_page"].as_f64().unwrap_or(f64::NAN),
+        session_page.calls("Query"),
+        report["retrieve"]["calls_per_retrieve"].as_f64().unwrap_or(f64::NAN),
+    );
+    let out = root.join("bench/results");
+    std::fs::create_dir_all(&out)?;
+    let file = out.join(format!("scale-{}.json", Timestamp::now().to_string().replace(':', "-")));
+    std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
+    println!("written to {}", file.display());
+    drop(engine);
+    Ok(())
+}
