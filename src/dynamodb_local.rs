@@ -111,6 +111,13 @@ impl Drop for DynamoDbLocal {
     }
 }
 
+/// The DynamoDB operation a request names (`X-Amz-Target: DynamoDB_20120810.PutItem`), for
+/// the proxies that sit between the service and the engine.
+pub fn operation(headers: &hyper::HeaderMap) -> String {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    target.rsplit('.').next().unwrap_or_default().to_owned()
+}
+
 /// A port that was free a moment ago on loopback.
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())

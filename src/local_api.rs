@@ -197,6 +197,19 @@ fn gateway_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 }
 
 impl GatewayRequest {
+    /// A request from a client on loopback; `target` is the path with an optional query.
+    pub fn from_loopback(method: &str, target: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        GatewayRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            headers,
+            body,
+            source_ip: "127.0.0.1".to_owned(),
+        }
+    }
+
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())

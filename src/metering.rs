@@ -109,8 +109,7 @@ async fn forward(
 ) -> Result<Response<Full<Bytes>>, ProxyError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+    let operation = crate::dynamodb_local::operation(&parts.headers);
     let mut request = Request::builder().method(parts.method).uri(parts.uri);
     for (name, value) in &parts.headers {
         request = request.header(name, value);

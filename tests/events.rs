@@ -127,14 +127,12 @@ async fn concurrent_invokes_keep_their_own_ids_in_every_log_line_and_answer() {
     let route = svc.api.routes().iter().find(|r| r.method == "GET" && r.path == "/v1/payments/attempts").unwrap();
     let invokes = 64;
     let answers = futures_util::future::join_all((0..invokes).map(|i| {
-        let request = GatewayRequest {
-            method: "GET".to_owned(),
-            path: "/v1/payments/attempts".to_owned(),
-            query: format!("limit={}", 1 + i % 20),
-            headers: vec![("authorization".to_owned(), common::bearer("org_events"))],
-            source_ip: "127.0.0.1".to_owned(),
-            ..GatewayRequest::default()
-        };
+        let request = GatewayRequest::from_loopback(
+            "GET",
+            &format!("/v1/payments/attempts?limit={}", 1 + i % 20),
+            vec![("authorization".to_owned(), common::bearer("org_events"))],
+            Vec::new(),
+        );
         let mut event = request.to_event(route, &[]);
         event["requestContext"]["requestId"] = json!(format!("gw-{i}"));
         let api = &api;

@@ -167,14 +167,8 @@ fn event(template: &Template, method: &str, path: &str, query: &str, body: Optio
     if body.is_some() {
         headers.push(("content-type".to_owned(), "application/json".to_owned()));
     }
-    let request = GatewayRequest {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        headers,
-        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-        source_ip: "127.0.0.1".to_owned(),
-    };
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let request = GatewayRequest::from_loopback(method, &format!("{path}?{query}"), headers, body);
     Ok(Bytes::from(request.to_event(route, &params).to_string()))
 }
 

@@ -104,17 +104,9 @@ impl Service {
     }
 
     pub async fn request_with(&self, method: &str, target: &str, extra_headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let mut headers = vec![("user-agent".to_owned(), "payment-attempts-tests".to_owned())];
         headers.extend(extra_headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let request = GatewayRequest {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            query: query.to_owned(),
-            headers,
-            body: body.to_vec(),
-            source_ip: "127.0.0.1".to_owned(),
-        };
+        let request = GatewayRequest::from_loopback(method, target, headers, body.to_vec());
         let response = self.api.call(&request).await;
         let (parts, body) = response.into_parts();
         let bytes: Bytes = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();

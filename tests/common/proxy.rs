@@ -123,8 +123,7 @@ async fn forward(
 ) -> Result<Response<Full<Bytes>>, ProxyError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+    let operation = payment_attempts_local::dynamodb_local::operation(&parts.headers);
     let fault = rules.take(&operation);
     let refusal = |code: &str, extra: String| {
         format!(

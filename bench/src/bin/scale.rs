@@ -35,14 +35,8 @@ fn request(method: &str, path: &str, query: &str, body: Option<&Value>, key: Opt
         headers.push(("content-type".to_owned(), "application/json".to_owned()));
     }
     headers.extend(key.map(|k| ("idempotency-key".to_owned(), k.to_owned())));
-    GatewayRequest {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        headers,
-        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-        source_ip: "127.0.0.1".to_owned(),
-    }
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    GatewayRequest::from_loopback(method, &format!("{path}?{query}"), headers, body)
 }
 
 async fn call(api: &LocalApi, request: &GatewayRequest, status: u16) -> Result<Value, Error> {
