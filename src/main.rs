@@ -2,7 +2,8 @@
 //!
 //! - `local-api` (or `local-api serve`): starts DynamoDB Local (or uses
 //!   `AWS_ENDPOINT_URL_DYNAMODB`), creates the table from `template.yaml`, serves the
-//!   template's routes on `127.0.0.1:${PORT:-3000}`.
+//!   template's routes on `127.0.0.1:${PORT:-3000}`, and runs the summarizer on the table's
+//!   stream.
 //! - `local-api token <org_id>`: prints an unsigned bearer token for that organization.
 
 use std::error::Error;
@@ -13,6 +14,7 @@ use payment_attempts::runtime::{self, Settings};
 use payment_attempts::AttemptStore;
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
 use payment_attempts_local::local_api::LocalApi;
+use payment_attempts_local::stream_mapping::StreamMapping;
 use payment_attempts_local::template::Template;
 use payment_attempts_local::token;
 
@@ -64,11 +66,16 @@ async fn serve(settings: Settings) -> Result<()> {
         settings.table_name,
         template.routes.len()
     );
-    let api = Arc::new(LocalApi::new(&template, AttemptStore::new(client, &settings.table_name), settings));
+    let store = AttemptStore::new(client, &settings.table_name).with_shards(settings.attempt_shards);
+    // Summaries follow the stream as on Lambda: the mapping polls it 4 times a second.
+    let mapping = Arc::new(StreamMapping::new(&endpoint, &settings.table_name, store.clone()).await?);
+    let summarizer = mapping.spawn(std::time::Duration::from_millis(250));
+    let api = Arc::new(LocalApi::new(&template, store, settings));
     tokio::select! {
         served = api.serve(listener) => served?,
         _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
     }
+    summarizer.abort();
     drop(engine);
     Ok(())
 }

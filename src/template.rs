@@ -5,7 +5,7 @@ use std::path::Path;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -101,7 +101,7 @@ impl Template {
         Ok(Template { table, routes, dynamodb_actions, function_timeout: std::time::Duration::from_secs(timeout) })
     }
 
-    /// Creates the table as declared (keys, indexes, TTL) under `name`; an existing table is kept.
+    /// Creates the table as declared (keys, indexes, stream, TTL) under `name`; an existing table is kept.
     pub async fn create_table(
         &self,
         client: &Client,
@@ -136,6 +136,11 @@ impl Template {
                     )
                     .build()?,
             );
+        }
+        if let Some(view) = t["StreamSpecification"]["StreamViewType"].as_str() {
+            let stream =
+                StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::from(view));
+            create = create.stream_specification(stream.build()?);
         }
         create.send().await?;
         let ttl = &t["TimeToLiveSpecification"];
@@ -316,7 +321,7 @@ mod tests {
         assert_eq!(docs[0]["Globals"]["Function"]["Tracing"].as_str(), Some("Active"));
         let resources = resources();
         let functions = of_type(&resources, "AWS::Serverless::Function");
-        assert_eq!(functions.len(), 4);
+        assert_eq!(functions.len(), 5);
         for (name, function) in &functions {
             let group = function["Properties"]["LoggingConfig"]["LogGroup"].as_str().unwrap_or_default();
             let group = &resources[&Yaml::String(group.to_owned())];
@@ -337,7 +342,14 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            ["Api5xxRateAlarm", "DeadLetterQueueNotEmptyAlarm", "DynamoDbThrottlesAlarm", "WorkerErrorsAlarm"]
+            [
+                "Api5xxRateAlarm",
+                "DeadLetterQueueNotEmptyAlarm",
+                "DynamoDbThrottlesAlarm",
+                "SummariesBehindAlarm",
+                "SummarizerFailuresAlarm",
+                "WorkerErrorsAlarm"
+            ]
         );
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         for (name, alarm) in &alarms {

@@ -237,6 +237,7 @@ async fn summaries_equal_the_page_walk_totals_after_random_transitions() {
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
     let org = OrganizationId::parse(ORG).unwrap();
+    svc.summarize().await;
     let everything = all_of(&svc.store, ListQuery::default()).await;
     assert_eq!(everything.len(), 2000);
     let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
@@ -304,6 +305,7 @@ async fn summary_hours_end_at_their_last_millisecond() {
         let attempt = NewAttempt::from_json(body.as_bytes()).unwrap().into_attempt(org.clone(), at(ms));
         svc.store.create(&attempt, None).await.unwrap();
     }
+    svc.summarize().await;
     let count = |query: String| {
         let svc = &svc;
         async move {

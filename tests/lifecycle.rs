@@ -170,8 +170,8 @@ async fn keys_expire_after_24_hours_through_the_ttl_attribute() {
     let body = create_body("pending", None).to_string();
     assert_eq!(svc.post_keyed(ORG, LIST, &body, "key-ttl").await.status, 201);
     let key = HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(format!("ORG#{ORG}"))),
-        ("sk".to_owned(), AttributeValue::S("IDEM#key-ttl".to_owned())),
+        ("pk".to_owned(), AttributeValue::S(format!("ORG#{ORG}#IDEM#key-ttl"))),
+        ("sk".to_owned(), AttributeValue::S("IDEM".to_owned())),
     ]);
     let ttl = common::template().ttl_attribute().unwrap().to_owned();
     let item =

@@ -42,6 +42,7 @@ async fn another_organizations_ids_sessions_cursors_keys_and_hashes_reach_nothin
     assert_eq!(svc.get("org_attacker", &format!("{LIST}/{guess}")).await.status, 404);
 
     // The victim's session name, in the list and the summary.
+    svc.summarize().await;
     let page = svc.get("org_attacker", &format!("{LIST}?session_id=session_shared")).await.json();
     assert_eq!(ids(&page), Vec::<String>::new());
     let summary = svc.get("org_attacker", &format!("{LIST}/summary?session_id=session_shared")).await.json();

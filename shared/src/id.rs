@@ -11,6 +11,9 @@ use crate::time::Timestamp;
 const ATTEMPT_PREFIX: &str = "payatt_";
 /// UUIDv7 keeps the time in 48 bits of milliseconds.
 const MAX_MS: i64 = (1 << 48) - 1;
+/// The next id's last byte; starts at a random value in each process.
+static NEXT_SPREAD: std::sync::LazyLock<std::sync::atomic::AtomicU32> =
+    std::sync::LazyLock::new(|| std::sync::atomic::AtomicU32::new(u32::from(Uuid::now_v7().as_bytes()[15])));
 
 /// `payatt_` + the 32 lowercase hex digits of a UUIDv7: ids sort by creation time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,8 +26,34 @@ impl AttemptId {
         let secs = nanos.div_euclid(1_000_000_000) as u64;
         let sub = nanos.rem_euclid(1_000_000_000) as u32;
         // Random bits after the millisecond keep ids from different Lambda instances distinct.
-        let uuid = Uuid::new_v7(UuidTimestamp::from_unix(NoContext, secs, sub));
-        AttemptId(format!("{ATTEMPT_PREFIX}{}", uuid.simple()))
+        let mut bytes = *Uuid::new_v7(UuidTimestamp::from_unix(NoContext, secs, sub)).as_bytes();
+        // The last byte takes turns instead (from a random start), so that the store's shards,
+        // derived from it ([`AttemptId::spread`]), fill evenly even in short bursts.
+        bytes[15] = NEXT_SPREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u8;
+        AttemptId(format!("{ATTEMPT_PREFIX}{}", Uuid::from_bytes(bytes).simple()))
+    }
+
+    /// The id's last byte: what the store picks the attempt's shard with.
+    pub fn spread(&self) -> u8 {
+        u8::from_str_radix(&self.0[self.0.len() - 2..], 16).unwrap_or(0)
+    }
+
+    /// The id right before this one in the id order (an exclusive bound as an inclusive one).
+    pub fn predecessor(&self) -> Self {
+        Self::from_bits(self.bits().saturating_sub(1))
+    }
+
+    /// The id right after this one in the id order.
+    pub fn successor(&self) -> Self {
+        Self::from_bits(self.bits().saturating_add(1))
+    }
+
+    fn bits(&self) -> u128 {
+        u128::from_str_radix(&self.0[ATTEMPT_PREFIX.len()..], 16).unwrap_or(0)
+    }
+
+    fn from_bits(bits: u128) -> Self {
+        AttemptId(format!("{ATTEMPT_PREFIX}{bits:032x}"))
     }
 
     /// Sorts before every id created at or after `ms` (milliseconds since the epoch).
@@ -133,6 +162,24 @@ mod tests {
         assert_eq!(id.timestamp(), Some(at));
         let uuid = Uuid::parse_str(&id.as_str()[7..]).unwrap();
         assert_eq!(uuid.get_version_num(), 7);
+    }
+
+    #[test]
+    fn consecutive_ids_spread_over_every_last_byte() {
+        let at = Timestamp::now();
+        // Four turns: ids other tests create meanwhile take some values, never a value 4 times.
+        let spreads: std::collections::BTreeSet<u8> = (0..1024).map(|_| AttemptId::new_at(at).spread()).collect();
+        assert_eq!(spreads.len(), 256);
+    }
+
+    #[test]
+    fn neighbours_are_adjacent_in_the_id_order() {
+        let id = AttemptId::parse("payatt_019a0000000070008000000000000100").unwrap();
+        assert_eq!(id.predecessor().as_str(), "payatt_019a00000000700080000000000000ff");
+        assert_eq!(id.successor().as_str(), "payatt_019a0000000070008000000000000101");
+        assert!(id.predecessor() < id && id < id.successor());
+        let top = AttemptId::highest_at_ms(MAX_MS);
+        assert_eq!(AttemptId::parse(top.successor().as_str()), Some(top.successor()));
     }
 
     #[test]

@@ -25,8 +25,8 @@ use crate::store::AttemptStore;
 /// commercial region.
 const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
 
-/// rustls on ring, trusting the bundled roots only.
-fn http_client() -> SharedHttpClient {
+/// rustls on ring, trusting the bundled roots only: the HTTP client of every AWS client here.
+pub fn http_client() -> SharedHttpClient {
     let trust = TlsContext::builder()
         .with_trust_store(TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS))
         .build()
@@ -89,7 +89,7 @@ pub async fn init() -> Result<(&'static AttemptStore, &'static Settings), String
 /// request. Against DynamoDB Local, which has no TLS, it adds about 2 ms to init (BENCHMARKS.md).
 pub async fn store(settings: &Settings) -> Result<AttemptStore, String> {
     let client = dynamodb_client(aws_config::defaults(BehaviorVersion::latest())).await?;
-    let store = AttemptStore::new(client, &settings.table_name);
+    let store = AttemptStore::new(client, &settings.table_name).with_shards(settings.attempt_shards);
     store.warm_up().await;
     Ok(store)
 }

@@ -16,6 +16,7 @@ use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
 use payment_attempts_local::local_api::{GatewayRequest, LocalApi};
+use payment_attempts_local::stream_mapping::StreamMapping;
 use payment_attempts_local::template::Template;
 use payment_attempts_local::token;
 use serde_json::{json, Value};
@@ -38,6 +39,8 @@ pub struct Service {
     pub store: AttemptStore,
     pub client: Client,
     pub table: String,
+    /// The summarizer on the table's stream, run when a test asks ([`Service::summarize`]).
+    pub mapping: StreamMapping,
 }
 
 /// The one IAM role the test services trust to write for any organization.
@@ -55,7 +58,8 @@ pub async fn service_on(endpoint: &str) -> Service {
     let store = AttemptStore::new(client.clone(), &table);
     let settings = Settings { trusted_writer_roles: vec![TRUSTED_ROLE.to_owned()], ..Settings::new(&table) };
     let api = LocalApi::new(&template, store.clone(), settings);
-    Service { api, store, client, table }
+    let mapping = StreamMapping::new(endpoint, &table, store.clone()).await.expect("the table has a stream");
+    Service { api, store, client, table, mapping }
 }
 
 pub async fn service() -> Service {
@@ -139,6 +143,12 @@ impl Service {
         let reply = self.post(org, "/v1/payments/attempts", body).await;
         assert_eq!(reply.status, 201, "{}", reply.text);
         reply.json()
+    }
+
+    /// Lets the summarizer count every change written so far, as Lambda's mapping would
+    /// within about a second; returns how many stream records it delivered.
+    pub async fn summarize(&self) -> usize {
+        self.mapping.drain().await.expect("the summarizer counts the stream")
     }
 
     /// Every item in the table, for tests that check nothing was written (Scan: tests only).

@@ -1,4 +1,5 @@
-//! Idempotency records and replay guards, beside the attempts in the organization's partition.
+//! Idempotency records and replay guards, each on a partition key of its own (derived from the
+//! key or the hash, the organization first), written in the attempt's transaction.
 //!
 //! A key record is `in_flight` while its claim's request runs, then `done` with the response,
 //! written in the same transaction as the attempt. Every write to it is conditional on the
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure};
 
 use super::item::{corrupt, get_s, s};
-use super::keys::{guard_sk, key_sk, org_key};
+use super::keys::{guard_pk, key_pk, GUARD_SK, KEY_SK};
 use super::schema::*;
 use super::transact::{classify, put, Write};
 use super::{AttemptStore, StoreError};
@@ -32,7 +33,7 @@ impl AttemptStore {
         key: &str,
         now: Timestamp,
     ) -> Result<Option<KeyState>, StoreError> {
-        let Some(item) = self.read(org, key_sk(key)).await? else { return Ok(None) };
+        let Some(item) = self.read(key_pk(org, key), KEY_SK).await? else { return Ok(None) };
         let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
         let expires_at = number(TTL_ATTRIBUTE).ok_or_else(|| corrupt(TTL_ATTRIBUTE))?;
         // Expired as `claim_key` sees it, to the second.
@@ -59,8 +60,8 @@ impl AttemptStore {
     /// be there under its own token: the SDK's retry of a put whose answer was lost.
     pub async fn claim_key(&self, org: &OrganizationId, claim: &KeyClaim, now: Timestamp) -> Result<(), StoreError> {
         let item = HashMap::from([
-            (PARTITION_KEY.to_owned(), s(org_key(org))),
-            (SORT_KEY.to_owned(), s(key_sk(&claim.key))),
+            (PARTITION_KEY.to_owned(), s(key_pk(org, &claim.key))),
+            (SORT_KEY.to_owned(), s(KEY_SK)),
             ("state".to_owned(), s(IN_FLIGHT)),
             ("claim".to_owned(), s(&claim.token)),
             ("fingerprint".to_owned(), s(&claim.fingerprint)),
@@ -105,8 +106,8 @@ impl AttemptStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, s(org_key(org)))
-            .key(SORT_KEY, s(key_sk(&claim.key)))
+            .key(PARTITION_KEY, s(key_pk(org, &claim.key)))
+            .key(SORT_KEY, s(KEY_SK))
             .condition_expression(HELD)
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":token", s(&claim.token))
@@ -121,8 +122,8 @@ impl AttemptStore {
 
     pub(super) fn put_guard(&self, org: &OrganizationId, hash: &str, id: &AttemptId) -> Result<Put, StoreError> {
         let item = HashMap::from([
-            (PARTITION_KEY.to_owned(), s(org_key(org))),
-            (SORT_KEY.to_owned(), s(guard_sk(hash))),
+            (PARTITION_KEY.to_owned(), s(guard_pk(org, hash))),
+            (SORT_KEY.to_owned(), s(GUARD_SK)),
             ("attempt_id".to_owned(), s(id.as_str())),
         ]);
         put(&self.table, item, "attribute_not_exists(#pk)", &[])
@@ -131,8 +132,8 @@ impl AttemptStore {
     pub(super) fn guard_free(&self, org: &OrganizationId, hash: &str) -> Result<ConditionCheck, StoreError> {
         ConditionCheck::builder()
             .table_name(&self.table)
-            .key(PARTITION_KEY, s(org_key(org)))
-            .key(SORT_KEY, s(guard_sk(hash)))
+            .key(PARTITION_KEY, s(guard_pk(org, hash)))
+            .key(SORT_KEY, s(GUARD_SK))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PARTITION_KEY)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -143,8 +144,8 @@ impl AttemptStore {
     pub(super) fn delete_guard(&self, org: &OrganizationId, hash: &str, id: &AttemptId) -> Result<Delete, StoreError> {
         Delete::builder()
             .table_name(&self.table)
-            .key(PARTITION_KEY, s(org_key(org)))
-            .key(SORT_KEY, s(guard_sk(hash)))
+            .key(PARTITION_KEY, s(guard_pk(org, hash)))
+            .key(SORT_KEY, s(GUARD_SK))
             // Only this attempt's own guard; none at all is fine (nothing to release).
             .condition_expression("attribute_not_exists(#pk) OR attempt_id = :id")
             .expression_attribute_names("#pk", PARTITION_KEY)
@@ -156,8 +157,8 @@ impl AttemptStore {
     /// The finished record, written only by the holder of the claim while it is in flight.
     pub(super) fn put_key(&self, org: &OrganizationId, key: &IdempotencyRecord) -> Result<Put, StoreError> {
         let item = HashMap::from([
-            (PARTITION_KEY.to_owned(), s(org_key(org))),
-            (SORT_KEY.to_owned(), s(key_sk(&key.key))),
+            (PARTITION_KEY.to_owned(), s(key_pk(org, &key.key))),
+            (SORT_KEY.to_owned(), s(KEY_SK)),
             ("state".to_owned(), s(DONE)),
             ("claim".to_owned(), s(&key.token)),
             ("fingerprint".to_owned(), s(&key.fingerprint)),

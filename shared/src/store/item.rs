@@ -7,7 +7,7 @@ use std::str::FromStr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::value::RawValue;
 
-use super::keys::{attempt_sk, org_key, session_key};
+use super::keys::{attempt_pk, attempt_sk, session_key};
 use super::schema::*;
 use super::StoreError;
 use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
@@ -42,9 +42,10 @@ fn change_item(c: &StatusChange) -> AttributeValue {
     AttributeValue::M(m)
 }
 
-pub(super) fn to_item(a: &Attempt) -> HashMap<String, AttributeValue> {
+/// The attempt's item in its shard (one of `shards`).
+pub(super) fn to_item(a: &Attempt, shards: u16) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
-        (PARTITION_KEY.to_owned(), s(org_key(&a.organization_id))),
+        (PARTITION_KEY.to_owned(), s(attempt_pk(&a.organization_id, &a.id, shards))),
         (SORT_KEY.to_owned(), s(attempt_sk(&a.id))),
         ("id".to_owned(), s(a.id.as_str())),
         ("organization_id".to_owned(), s(a.organization_id.as_str())),
@@ -58,12 +59,18 @@ pub(super) fn to_item(a: &Attempt) -> HashMap<String, AttributeValue> {
         ("status_details".to_owned(), AttributeValue::M(details_map(&a.status_details))),
         // Kept as JSON text so that the caller's numbers keep every digit.
         ("receipt".to_owned(), s(a.receipt.get())),
-        ("metadata".to_owned(), AttributeValue::M(a.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect())),
         ("status_history".to_owned(), AttributeValue::L(a.status_history.iter().map(change_item).collect())),
         ("created_at".to_owned(), s(a.created_at.to_string())),
         ("updated_at".to_owned(), s(a.updated_at.to_string())),
         ("version".to_owned(), AttributeValue::N(a.version.to_string())),
     ]);
+    // No empty map: it costs bytes, and DynamoDB Local's stream writes one without its type.
+    if !a.metadata.is_empty() {
+        item.insert(
+            "metadata".to_owned(),
+            AttributeValue::M(a.metadata.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+        );
+    }
     if let Some(session) = &a.session_id {
         item.insert(SESSION_PARTITION_KEY.to_owned(), s(session_key(&a.organization_id, session)));
         item.insert("session_id".to_owned(), s(session.as_str()));
@@ -183,8 +190,9 @@ mod tests {
         });
         let org = OrganizationId::parse("org_acme").unwrap();
         let a = NewAttempt::from_json(body.to_string().as_bytes()).unwrap().into_attempt(org, Timestamp::now());
-        let item = to_item(&a);
-        assert_eq!(item["pk"].as_s().unwrap(), "ORG#org_acme");
+        let item = to_item(&a, 16);
+        let shard = u16::from(a.id.spread()) % 16;
+        assert_eq!(item["pk"].as_s().unwrap(), &format!("ORG#org_acme#ATT#{shard:03}"));
         assert_eq!(item["sk"].as_s().unwrap(), &format!("ATT#{}", a.id));
         assert_eq!(item["session_pk"].as_s().unwrap(), "ORG#org_acme#SES#session_s1");
         assert_eq!(item["amount_usd"].as_n().unwrap(), "1000000.000001");
@@ -198,6 +206,6 @@ mod tests {
         let body = serde_json::json!({"capability": "c", "operation": "o", "amount_usd": 1, "target_url": "https://x.example/"});
         let org = OrganizationId::parse("org_acme").unwrap();
         let a = NewAttempt::from_json(body.to_string().as_bytes()).unwrap().into_attempt(org, Timestamp::now());
-        assert!(!to_item(&a).contains_key(SESSION_PARTITION_KEY));
+        assert!(!to_item(&a, 16).contains_key(SESSION_PARTITION_KEY));
     }
 }

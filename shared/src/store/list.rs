@@ -1,38 +1,76 @@
-//! Pages of an organization's attempts, newest first, with key-based cursors.
+//! Pages of attempts, newest first, with key-based cursors.
+//!
+//! A page is a lazy merge of lanes: the organization's shards, or the one session partition
+//! of the session index. Each lane is read in id order a few rows at a time, the lanes that
+//! could still hold a row of the page in parallel, and a row is placed once every lane has
+//! read past it. Cursors stay plain attempt ids: ids are unique and time-ordered across shards.
+
+use std::collections::VecDeque;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::item::{corrupt, from_item, opt_s, s, Item};
-use super::keys::{org_key, session_key, ATTEMPT_SK_PREFIX};
+use super::keys::{session_key, shard_pk, ATTEMPT_SK_PREFIX};
 use super::schema::*;
 use super::transact::classify;
 use super::{AttemptStore, StoreError};
+use crate::attempt::Attempt;
 use crate::id::{AttemptId, OrganizationId};
 use crate::page::{Cursor, ListQuery, Page};
+
+/// Rows one filtered Query reads at most (about 1 MB of attempts).
+const MAX_ROWS_PER_READ: usize = 1000;
+/// Rounds of Query calls one list request makes at most (each round's calls run in parallel).
+pub const DEFAULT_MAX_READS: u32 = 10;
+/// What a shard reads after its first read, unfiltered: the page rarely needs more of it.
+const REFILL_ROWS: usize = 2;
+
+/// One partition read in id order, a few rows at a time.
+struct Lane {
+    partition_key: String,
+    /// Rows read that match the filters and are not placed yet, in walk order.
+    pending: VecDeque<Attempt>,
+    /// The last row read (matching or not): the lane's unread rows all come after it.
+    last_read: Option<AttemptId>,
+    start_key: Option<Item>,
+    done: bool,
+    /// Rows the next read asks for, and how many reads there were.
+    limit: usize,
+    reads: u32,
+}
+
+/// Where one list request's Query calls go, and in which direction.
+struct Walk<'a> {
+    index: Option<&'static str>,
+    partition_key_name: &'static str,
+    sort_key_name: &'static str,
+    sort_key_prefix: &'static str,
+    low: String,
+    high: String,
+    newest_first: bool,
+    filter: Option<String>,
+    filter_values: Vec<(String, String)>,
+    store: &'a AttemptStore,
+}
 
 impl AttemptStore {
     /// A page of the organization's attempts (of one session if asked), newest first.
     ///
     /// Session and creation-time bounds are key conditions; status and capability filter the
     /// rows read, and reading goes on until the page is full or the range ends, for at most
-    /// `max_reads` Query calls (then `resume` says where to go on).
+    /// `max_reads` rounds of Query calls (then `resume` says where to go on).
     pub async fn list(&self, org: &OrganizationId, query: &ListQuery) -> Result<Page, StoreError> {
-        // Table rows sort by `ATT#<id>`, index rows by `<id>`.
-        let (index, pk_name, pk_value, sk_name, sk_prefix) = match &query.session_id {
-            Some(session) => {
-                (Some(SESSION_INDEX), SESSION_PARTITION_KEY, session_key(org, session), SESSION_SORT_KEY, "")
-            }
-            None => (None, PARTITION_KEY, org_key(org), SORT_KEY, ATTEMPT_SK_PREFIX),
-        };
-        // BETWEEN is inclusive, so the cursor's own row may come back: it is skipped below.
         let (mut low, mut high) = query.created.id_bounds();
-        let (newest_first, skip) = match &query.cursor {
-            None => (true, None),
+        // The cursor's own row is excluded by the key range: ids are adjacent in hex.
+        let newest_first = match &query.cursor {
+            None => true,
             Some(Cursor::StartingAfter(id)) => {
-                high = high.min(id.clone());
-                (true, Some(id))
+                high = high.min(id.predecessor());
+                true
             }
             Some(Cursor::EndingBefore(id)) => {
-                low = low.max(id.clone());
-                (false, Some(id))
+                low = low.max(id.successor());
+                false
             }
         };
         let mut page = Page { attempts: Vec::new(), has_more: false, resume: None, reads: 0 };
@@ -40,61 +78,87 @@ impl AttemptStore {
             return Ok(page);
         }
         let (filter, filter_values) = filter_expression(query);
+        // Table rows sort by `ATT#<id>`, index rows by `<id>`.
+        let (index, partition_key_name, sort_key_name, sort_key_prefix, partitions) = match &query.session_id {
+            Some(session) => {
+                (Some(SESSION_INDEX), SESSION_PARTITION_KEY, SESSION_SORT_KEY, "", vec![session_key(org, session)])
+            }
+            None => {
+                (None, PARTITION_KEY, SORT_KEY, ATTEMPT_SK_PREFIX, (0..self.shards).map(|s| shard_pk(org, s)).collect())
+            }
+        };
+        let walk = Walk {
+            index,
+            partition_key_name,
+            sort_key_name,
+            sort_key_prefix,
+            low: format!("{sort_key_prefix}{low}"),
+            high: format!("{sort_key_prefix}{high}"),
+            newest_first,
+            filter,
+            filter_values,
+            store: self,
+        };
         let wanted = usize::from(query.limit) + 1;
-        let mut read_limit = wanted + 1;
-        let mut start_key: Option<Item> = None;
+        // Each lane first reads its share of the page and one more.
+        let first = if partitions.len() == 1 { wanted } else { wanted.div_ceil(partitions.len()) + 1 };
+        let mut lanes: Vec<Lane> = partitions
+            .into_iter()
+            .map(|partition_key| Lane {
+                partition_key,
+                pending: VecDeque::new(),
+                last_read: None,
+                start_key: None,
+                done: false,
+                limit: first,
+                reads: 0,
+            })
+            .collect();
+        let single = lanes.len() == 1;
+        let mut rounds = 0;
         loop {
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
-                // Reads on the table are strong, so a list right after a write shows it;
-                // global indexes only offer eventual consistency.
-                .set_consistent_read(index.is_none().then_some(true))
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
-                .expression_attribute_names("#pk", pk_name)
-                .expression_attribute_names("#sk", sk_name)
-                .expression_attribute_values(":pk", s(pk_value.clone()))
-                .expression_attribute_values(":low", s(format!("{sk_prefix}{low}")))
-                .expression_attribute_values(":high", s(format!("{sk_prefix}{high}")))
-                .set_filter_expression(filter.clone())
-                .scan_index_forward(!newest_first)
-                // Limit counts rows read before the filter: ask for what is missing, and
-                // read wider each round while a filter keeps the page from filling.
-                .limit(i32::try_from(read_limit).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key.take());
-            for (placeholder, attribute) in [("#status", "status"), ("#capability", "capability")] {
-                if filter.as_deref().is_some_and(|f| f.contains(placeholder)) {
-                    request = request.expression_attribute_names(placeholder, attribute);
-                }
-            }
-            for (name, value) in &filter_values {
-                request = request.expression_attribute_values(name.as_str(), s(value.as_str()));
-            }
-            let out = self.call(request.send()).await?.map_err(classify)?;
-            page.reads += 1;
-            for item in out.items() {
-                let attempt = from_item(item)?;
-                if Some(&attempt.id) != skip && page.attempts.len() < wanted {
-                    page.attempts.push(attempt);
-                }
-            }
-            start_key = out.last_evaluated_key;
-            let missing = wanted.saturating_sub(page.attempts.len());
-            if missing == 0 || start_key.is_none() {
+            place(&mut lanes, &mut page.attempts, wanted, newest_first);
+            if page.attempts.len() == wanted {
                 break;
             }
-            if page.reads >= self.max_reads {
-                // Stopped short of a full page: go on from the last row read, not the last shown.
-                let last = start_key.as_ref().and_then(|k| opt_s(k, sk_name)).map(|k| k.trim_start_matches(sk_prefix));
-                let last = last.and_then(AttemptId::parse).ok_or_else(|| corrupt("last evaluated key"))?;
-                page.resume = Some(if newest_first { Cursor::StartingAfter(last) } else { Cursor::EndingBefore(last) });
+            let needed = lanes_needed(&lanes, wanted - page.attempts.len(), newest_first);
+            if needed.is_empty() {
+                break;
+            }
+            if rounds == self.max_reads {
+                // Stopped short of a full page: go on after the last row every lane has read.
+                let read_through = lanes.iter().filter(|l| !l.done).filter_map(|l| l.last_read.clone());
+                let resume = if newest_first { read_through.max() } else { read_through.min() };
+                let resume = resume.ok_or_else(|| corrupt("lane without a read"))?;
+                page.resume =
+                    Some(if newest_first { Cursor::StartingAfter(resume) } else { Cursor::EndingBefore(resume) });
                 page.has_more = true;
                 break;
             }
-            read_limit =
-                if filter.is_some() { (read_limit * 2).clamp(missing + 1, MAX_ROWS_PER_READ) } else { missing + 1 };
+            let reads = needed.iter().map(|&i| walk.read(&lanes[i]));
+            let results = futures_util::future::join_all(reads).await;
+            rounds += 1;
+            for (i, result) in needed.into_iter().zip(results) {
+                let (rows, start_key) = result?;
+                page.reads += 1;
+                let lane = &mut lanes[i];
+                if let Some(key) = &start_key {
+                    let last = opt_s(key, walk.sort_key_name).map(|k| k.trim_start_matches(walk.sort_key_prefix));
+                    lane.last_read =
+                        Some(last.and_then(AttemptId::parse).ok_or_else(|| corrupt("last evaluated key"))?);
+                }
+                lane.done = start_key.is_none();
+                lane.start_key = start_key;
+                lane.pending.extend(rows);
+                lane.reads += 1;
+                // Filtered reads widen while the filter keeps the page from filling; a shard
+                // rarely holds many rows of one page, so it reads a few more, then more.
+                lane.limit = match (&walk.filter, single) {
+                    (Some(_), _) => (lane.limit * 2).min(MAX_ROWS_PER_READ),
+                    (None, true) => wanted - page.attempts.len(),
+                    (None, false) => (REFILL_ROWS << (lane.reads - 1).min(8)).min(MAX_ROWS_PER_READ),
+                };
+            }
         }
         page.has_more |= page.attempts.len() > usize::from(query.limit);
         page.attempts.truncate(usize::from(query.limit));
@@ -105,10 +169,91 @@ impl AttemptStore {
     }
 }
 
-/// Rows one filtered Query reads at most (about 1 MB of attempts).
-const MAX_ROWS_PER_READ: usize = 1000;
-/// Query calls one list request makes at most.
-pub const DEFAULT_MAX_READS: u32 = 10;
+/// `a` comes before `b` in the order the page walks.
+fn ahead(a: &AttemptId, b: &AttemptId, newest_first: bool) -> bool {
+    if newest_first {
+        a > b
+    } else {
+        a < b
+    }
+}
+
+/// Moves rows to the page, in walk order, while every lane has read past the next one.
+fn place(lanes: &mut [Lane], page: &mut Vec<Attempt>, wanted: usize, newest_first: bool) {
+    while page.len() < wanted {
+        let next = lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, lane)| lane.pending.front().map(|row| (i, &row.id)))
+            .reduce(|best, other| if ahead(other.1, best.1, newest_first) { other } else { best });
+        let Some((lane, id)) = next else { return };
+        let settled = lanes
+            .iter()
+            .filter(|l| !l.done)
+            .all(|l| l.last_read.as_ref().is_some_and(|last| !ahead(last, id, newest_first)));
+        if !settled {
+            return;
+        }
+        page.extend(lanes[lane].pending.pop_front());
+    }
+}
+
+/// The lanes whose unread rows could still be among the `missing` next rows of the page.
+fn lanes_needed(lanes: &[Lane], missing: usize, newest_first: bool) -> Vec<usize> {
+    let mut pending: Vec<&AttemptId> = lanes.iter().flat_map(|l| l.pending.iter().map(|a| &a.id)).collect();
+    // The missing-th row already read: a lane that has read past it cannot add to the page.
+    let threshold = (pending.len() >= missing).then(|| {
+        pending.sort_unstable_by(|a, b| if newest_first { b.cmp(a) } else { a.cmp(b) });
+        pending[missing - 1]
+    });
+    lanes
+        .iter()
+        .enumerate()
+        .filter(|(_, lane)| !lane.done)
+        .filter(|(_, lane)| match (&lane.last_read, threshold) {
+            (Some(last), Some(threshold)) => ahead(last, threshold, newest_first),
+            _ => true,
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+impl Walk<'_> {
+    /// The lane's next rows that match the filters, and where its reading stopped.
+    async fn read(&self, lane: &Lane) -> Result<(Vec<Attempt>, Option<Item>), StoreError> {
+        let store = self.store;
+        let mut request = store
+            .client
+            .query()
+            .table_name(&store.table)
+            .set_index_name(self.index.map(str::to_owned))
+            // Reads on the table are strong, so a list right after a write shows it;
+            // global indexes only offer eventual consistency.
+            .set_consistent_read(self.index.is_none().then_some(true))
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+            .expression_attribute_names("#pk", self.partition_key_name)
+            .expression_attribute_names("#sk", self.sort_key_name)
+            .expression_attribute_values(":pk", s(lane.partition_key.clone()))
+            .expression_attribute_values(":low", s(self.low.clone()))
+            .expression_attribute_values(":high", s(self.high.clone()))
+            .set_filter_expression(self.filter.clone())
+            .scan_index_forward(!self.newest_first)
+            // Limit counts rows read before the filter.
+            .limit(i32::try_from(lane.limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(lane.start_key.clone());
+        for (placeholder, attribute) in [("#status", "status"), ("#capability", "capability")] {
+            if self.filter.as_deref().is_some_and(|f| f.contains(placeholder)) {
+                request = request.expression_attribute_names(placeholder, attribute);
+            }
+        }
+        for (name, value) in &self.filter_values {
+            request = request.expression_attribute_values(name.as_str(), AttributeValue::S(value.clone()));
+        }
+        let out = store.call(request.send()).await?.map_err(classify)?;
+        let rows = out.items().iter().map(from_item).collect::<Result<_, _>>()?;
+        Ok((rows, out.last_evaluated_key))
+    }
+}
 
 /// `#status IN (...) AND #capability = :capability`, for the filters the query has.
 fn filter_expression(query: &ListQuery) -> (Option<String>, Vec<(String, String)>) {

@@ -1,21 +1,21 @@
 //! The DynamoDB table: the only module that knows its keys and item layout.
 //!
-//! Attempt item: `pk = ORG#<org>`, `sk = ATT#<id>`. Session index (`by_session`, sparse):
-//! `session_pk = ORG#<org>#SES#<session>`, sort key `id`. Beside the attempts, in the same
-//! organization partition: idempotency records (`sk = IDEM#<key>`, expiring through the TTL
-//! attribute) and replay guards (`sk = HASH#<request_hash>`, naming the attempt that holds the
-//! hash). They are written in the same transaction as the attempt, so one never exists
-//! without the other. The organization is in every key, so no request can reach another
-//! tenant's items.
+//! One organization's writes spread over many partition keys ([`keys`]): attempts over
+//! `shards` partitions picked by their id (retrieve stays one GetItem), idempotency records
+//! and replay guards each on a key of their own, written in the same transaction as the
+//! attempt so that one never exists without the other. Summary counters are not in that
+//! transaction: the summarizer keeps them from the table's stream ([`summary`]). The
+//! organization is in every key, so no request can reach another tenant's items.
 //!
 //! - [`keys`]: key formats; [`item`]: attempts to items and back;
 //! - [`transact`]: transactions and what a failure means; [`idempotency`]: keys and guards;
-//! - [`list`]: pages; [`summary`]: counters.
+//! - [`list`]: pages, merged across shards; [`summary`]: counters, and keeping them.
 
 mod idempotency;
 mod item;
-mod keys;
+pub mod keys;
 mod list;
+mod summarize;
 mod summary;
 mod transact;
 
@@ -30,8 +30,9 @@ use crate::attempt::{Attempt, Status};
 use crate::id::{AttemptId, OrganizationId};
 use crate::idempotency::IdempotencyRecord;
 use item::{from_item, s, to_item, Item};
-use keys::{attempt_sk, org_key};
+use keys::{attempt_pk, attempt_sk, DEFAULT_SHARDS, MAX_SHARDS};
 pub use list::DEFAULT_MAX_READS;
+pub use summarize::{AttemptChange, Unsummarized};
 use transact::{classify, put, Write};
 
 /// Key attribute and index names, as declared in `template.yaml`.
@@ -75,12 +76,18 @@ pub enum StoreError {
     /// `TransactionConflict`); nothing was written, a retry may pass.
     #[error("transaction conflict on a shared item")]
     Contention,
+    /// The counters already hold these attempts at these versions (a stream batch delivered
+    /// again): the summarizer leaves their changes out and goes on.
+    #[error("changes already counted: {0:?}")]
+    Counted(Vec<(AttemptId, u64)>),
 }
 
 #[derive(Clone, Debug)]
 pub struct AttemptStore {
     client: Client,
     table: String,
+    /// Partition keys each organization's attempts spread over ([`keys::DEFAULT_SHARDS`]).
+    shards: u16,
     max_reads: u32,
     /// When set, every call gives up at this instant (the request's time budget).
     deadline: Option<Instant>,
@@ -88,7 +95,19 @@ pub struct AttemptStore {
 
 impl AttemptStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        AttemptStore { client, table: table.into(), max_reads: DEFAULT_MAX_READS, deadline: None }
+        AttemptStore {
+            client,
+            table: table.into(),
+            shards: DEFAULT_SHARDS,
+            max_reads: DEFAULT_MAX_READS,
+            deadline: None,
+        }
+    }
+
+    /// Spreads each organization's attempts over `shards` partition keys (1..=256). Fixed for
+    /// the life of a table: the shard of a stored attempt is found from this number.
+    pub fn with_shards(self, shards: u16) -> Self {
+        AttemptStore { shards: shards.clamp(1, MAX_SHARDS), ..self }
     }
 
     /// Bounds the Query calls of one list request (default [`DEFAULT_MAX_READS`]).
@@ -124,7 +143,8 @@ impl AttemptStore {
     /// Writes a new attempt, its replay guard and its idempotency record in one transaction;
     /// never overwrites an attempt.
     pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
-        let mut writes = vec![Write::Attempt(put(&self.table, to_item(attempt), "attribute_not_exists(#pk)", &[])?)];
+        let item = to_item(attempt, self.shards);
+        let mut writes = vec![Write::Attempt(put(&self.table, item, "attribute_not_exists(#pk)", &[])?)];
         if let Some(hash) = attempt.request_hash.as_deref() {
             let org = &attempt.organization_id;
             // A held hash refuses any new attempt; only a pending or succeeded one takes it.
@@ -136,14 +156,6 @@ impl AttemptStore {
         }
         if let Some(key) = key {
             writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
-        }
-        let amount = attempt.amount_usd.as_decimal();
-        for counter in summary::counter_keys(attempt) {
-            writes.push(Write::Counter(self.count(
-                &attempt.organization_id,
-                &counter,
-                &[(attempt.status, 1, amount)],
-            )?));
         }
         self.transact(writes).await
     }
@@ -157,7 +169,7 @@ impl AttemptStore {
         key: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let version = aws_sdk_dynamodb::types::AttributeValue::N(before.version.to_string());
-        let condition = put(&self.table, to_item(after), "#version = :version", &[(":version", version)])?;
+        let condition = put(&self.table, to_item(after, self.shards), "#version = :version", &[(":version", version)])?;
         let mut writes = vec![Write::Attempt(condition)];
         if let Some(hash) = after.request_hash.as_deref() {
             if holds_guard(before.status) && !holds_guard(after.status) {
@@ -167,19 +179,12 @@ impl AttemptStore {
         if let Some(key) = key {
             writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
         }
-        if before.status != after.status {
-            let amount = after.amount_usd.as_decimal();
-            let moves = [(before.status, -1, -amount), (after.status, 1, amount)];
-            for counter in summary::counter_keys(after) {
-                writes.push(Write::Counter(self.count(&after.organization_id, &counter, &moves)?));
-            }
-        }
         self.transact(writes).await
     }
 
     /// Strongly consistent: an attempt just recorded is always found.
     pub async fn get(&self, org: &OrganizationId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
-        self.read(org, attempt_sk(id)).await?.map(|item| from_item(&item)).transpose()
+        self.read(attempt_pk(org, id, self.shards), &attempt_sk(id)).await?.map(|item| from_item(&item)).transpose()
     }
 
     /// Reads a key no item ever has, so that the connection (DNS, TCP, TLS), the credentials
@@ -195,13 +200,13 @@ impl AttemptStore {
         }
     }
 
-    /// One item of the organization's partition, strongly consistent.
-    async fn read(&self, org: &OrganizationId, sort_key: String) -> Result<Option<Item>, StoreError> {
+    /// One item, strongly consistent.
+    async fn read(&self, partition_key: String, sort_key: &str) -> Result<Option<Item>, StoreError> {
         let request = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, s(org_key(org)))
+            .key(PARTITION_KEY, s(partition_key))
             .key(SORT_KEY, s(sort_key))
             .consistent_read(true)
             .send();

@@ -1,5 +1,7 @@
-//! Counters: each write moves its attempt's amount between per-status totals of its
-//! organization, its session and the hour it was created in, inside the write's transaction.
+//! Counters: per-status counts and totals of an organization, of each of its sessions and of
+//! each hour attempts were created in, kept by the summarizer from the table's stream
+//! ([`super::summarize`]). Each is split over shards that a summary adds up, so that
+//! summarizers running at once rarely write the same item.
 
 use std::str::FromStr;
 
@@ -7,26 +9,25 @@ use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use rust_decimal::Decimal;
 
 use super::item::{corrupt, s};
-use super::keys::org_key;
+use super::keys::{session_summary_pk, summary_pk};
 use super::schema::{PARTITION_KEY, SORT_KEY};
 use super::transact::classify;
 use super::{AttemptStore, StoreError};
 use crate::attempt::{Attempt, Status};
-use crate::id::{OrganizationId, SessionId};
+use crate::id::OrganizationId;
 use crate::summary::{Summary, SummaryScope, ATTEMPT_STATUSES, HOUR_MS};
 
 impl AttemptStore {
     /// Counts and totals per status, from the counters: one read for a session or the whole
     /// organization, one Query over hourly counters for a time range.
     pub async fn summary(&self, org: &OrganizationId, scope: &SummaryScope) -> Result<Summary, StoreError> {
-        let (low, high) = match scope {
-            SummaryScope::Session(session) => {
-                let key = session_counter(session);
-                (format!("{key}#"), format!("{key}#~"))
+        let (partition_key, low, high) = match scope {
+            SummaryScope::Session(session) => (session_summary_pk(org, session), "0".to_owned(), "~".to_owned()),
+            SummaryScope::Organization { hours: None } => {
+                (summary_pk(org), format!("{ORG_COUNTER}#"), format!("{ORG_COUNTER}#~"))
             }
-            SummaryScope::Organization { hours: None } => (format!("{ORG_COUNTER}#"), format!("{ORG_COUNTER}#~")),
             SummaryScope::Organization { hours: Some((from, to)) } => {
-                (format!("{HOUR_COUNTER}#{from:010}#"), format!("{HOUR_COUNTER}#{to:010}#~"))
+                (summary_pk(org), format!("{HOUR_COUNTER}#{from:010}#"), format!("{HOUR_COUNTER}#{to:010}#~"))
             }
         };
         let mut summary = Summary::default();
@@ -40,7 +41,7 @@ impl AttemptStore {
                 .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
                 .expression_attribute_names("#pk", PARTITION_KEY)
                 .expression_attribute_names("#sk", SORT_KEY)
-                .expression_attribute_values(":pk", s(org_key(org)))
+                .expression_attribute_values(":pk", s(partition_key.clone()))
                 .expression_attribute_values(":low", s(low.clone()))
                 .expression_attribute_values(":high", s(high.clone()))
                 .set_exclusive_start_key(start_key.take())
@@ -64,15 +65,18 @@ impl AttemptStore {
         }
     }
 
-    /// `ADD count_<status> ±1, amount_usd_<status> ±amount` on one counter item.
-    pub(super) fn count(
-        &self,
-        org: &OrganizationId,
-        counter: &str,
-        moves: &[(Status, i64, Decimal)],
-    ) -> Result<Update, StoreError> {
-        let mut update =
-            Update::builder().table_name(&self.table).key(PARTITION_KEY, s(org_key(org))).key(SORT_KEY, s(counter));
+    /// `ADD count_<status> ±n, amount_usd_<status> ±amount` on one counter item.
+    pub(super) fn count(&self, counter: &CounterKey, moves: &Summary) -> Result<Update, StoreError> {
+        let moves: Vec<(Status, i64, Decimal)> = ATTEMPT_STATUSES
+            .iter()
+            .map(|status| (*status, moves.get(*status)))
+            .filter(|(_, totals)| totals.count != 0 || !totals.amount_usd.is_zero())
+            .map(|(status, totals)| (status, totals.count, totals.amount_usd))
+            .collect();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(counter.partition_key.clone()))
+            .key(SORT_KEY, s(counter.sort_key.clone()));
         let mut clauses = Vec::new();
         for (i, (status, count, amount)) in moves.iter().enumerate() {
             clauses.push(format!("#c{i} :c{i}, #a{i} :a{i}"));
@@ -89,22 +93,38 @@ impl AttemptStore {
     }
 }
 
-const ORG_COUNTER: &str = "SUM#ORG";
-const HOUR_COUNTER: &str = "SUM#HR";
-/// Counters are split over shards (picked by the attempt id) so that concurrent writes rarely
-/// meet on one item; a summary adds the shards up.
-const COUNTER_SHARDS: u32 = 4;
+const ORG_COUNTER: &str = "ORG";
+const HOUR_COUNTER: &str = "HR";
+/// Shards of each counter; a summary adds them up.
+const COUNTER_SHARDS: u8 = 8;
 
-fn session_counter(session: &SessionId) -> String {
-    format!("SUM#SES#{session}")
+/// One counter item.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct CounterKey {
+    partition_key: String,
+    sort_key: String,
 }
 
-/// The counters an attempt counts in: a shard of its session's, of its organization's, and of
-/// the hour it was created in.
-pub(super) fn counter_keys(attempt: &Attempt) -> Vec<String> {
-    let shard = attempt.id.as_str().bytes().last().map_or(0, |b| u32::from(b) % COUNTER_SHARDS);
+/// A counter shard for one summarizer transaction, picked at random: concurrent
+/// summarizers then rarely meet on an item.
+pub(super) fn counter_shard() -> u8 {
+    uuid::Uuid::now_v7().as_bytes()[15] % COUNTER_SHARDS
+}
+
+/// The counters an attempt counts in (their `shard`): its organization's, the hour it was
+/// created in, and its session's.
+pub(super) fn counter_keys(attempt: &Attempt, shard: u8) -> Vec<CounterKey> {
+    let org = &attempt.organization_id;
     let hour = attempt.created_at.unix_millis().div_euclid(HOUR_MS);
-    let mut keys = vec![format!("{ORG_COUNTER}#{shard}"), format!("{HOUR_COUNTER}#{hour:010}#{shard}")];
-    keys.extend(attempt.session_id.as_ref().map(|session| format!("{}#{shard}", session_counter(session))));
+    let mut keys = vec![
+        CounterKey { partition_key: summary_pk(org), sort_key: format!("{ORG_COUNTER}#{shard}") },
+        CounterKey { partition_key: summary_pk(org), sort_key: format!("{HOUR_COUNTER}#{hour:010}#{shard}") },
+    ];
+    keys.extend(
+        attempt
+            .session_id
+            .as_ref()
+            .map(|session| CounterKey { partition_key: session_summary_pk(org, session), sort_key: shard.to_string() }),
+    );
     keys
 }

@@ -78,6 +78,7 @@ enum WriteKind {
     Guard,
     Key,
     Counter,
+    Marker,
 }
 
 /// One write of a transaction, named for what its failure means.
@@ -88,6 +89,8 @@ pub(super) enum Write {
     ReleaseGuard(Delete),
     Key(Put),
     Counter(Update),
+    /// The last version of an attempt the counters hold.
+    Marker(Put),
 }
 
 impl Write {
@@ -97,12 +100,15 @@ impl Write {
             Write::Guard(_) | Write::GuardFree(_) | Write::ReleaseGuard(_) => WriteKind::Guard,
             Write::Key(_) => WriteKind::Key,
             Write::Counter(_) => WriteKind::Counter,
+            Write::Marker(_) => WriteKind::Marker,
         }
     }
 
     fn into_item(self) -> TransactWriteItem {
         match self {
-            Write::Attempt(p) | Write::Guard(p) | Write::Key(p) => TransactWriteItem::builder().put(p).build(),
+            Write::Attempt(p) | Write::Guard(p) | Write::Key(p) | Write::Marker(p) => {
+                TransactWriteItem::builder().put(p).build()
+            }
             Write::GuardFree(c) => TransactWriteItem::builder().condition_check(c).build(),
             Write::ReleaseGuard(d) => TransactWriteItem::builder().delete(d).build(),
             Write::Counter(u) => TransactWriteItem::builder().update(u).build(),
@@ -123,6 +129,23 @@ fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError 
         .any(|(kind, reason)| *kind == WriteKind::Key && reason.code() == Some("ConditionalCheckFailed"));
     if key_taken {
         return StoreError::IdempotencyKeyTaken;
+    }
+    let counted: Vec<_> = kinds
+        .iter()
+        .zip(reasons)
+        .filter(|(kind, reason)| **kind == WriteKind::Marker && reason.code() == Some("ConditionalCheckFailed"))
+        .map(|(_, reason)| {
+            let item = reason.item();
+            let id = item.and_then(|item| opt_s(item, "attempt_id")).and_then(AttemptId::parse);
+            let version = item.and_then(|item| item.get("version")).and_then(|v| v.as_n().ok()?.parse().ok());
+            id.zip(version)
+        })
+        .collect();
+    if !counted.is_empty() {
+        return counted.into_iter().collect::<Option<_>>().map_or_else(
+            || StoreError::Corrupt("summarized marker without attempt_id or version".to_owned()),
+            StoreError::Counted,
+        );
     }
     let mut contention = false;
     for (kind, reason) in kinds.iter().zip(reasons) {

@@ -1,0 +1,58 @@
+//! The summarizer: keeps the summary counters from the table's stream, through an event source
+//! mapping that reports batch item failures. Every change is counted exactly once however often
+//! its batch is delivered (`AttemptStore::summarize`); a batch it cannot count wholly names
+//! the first record to deliver again, and the records before it are done.
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_http::lambda_runtime::LambdaEvent;
+use payment_attempts::budget::Deadline;
+use payment_attempts::store::AttemptChange;
+use payment_attempts::time::Timestamp;
+use payment_attempts::AttemptStore;
+
+/// Counts one batch, within the invocation's time.
+pub async fn handle(
+    store: &AttemptStore,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, std::convert::Infallible> {
+    let deadline = Deadline::for_invocation(Some(event.context.deadline));
+    Ok(summarize(&store.until(deadline.settle), &event.payload).await)
+}
+
+/// Counts the batch's attempt changes; what it could not count is reported from its first
+/// record on, as Lambda's `ReportBatchItemFailures` expects.
+pub async fn summarize(store: &AttemptStore, event: &Event) -> DynamoDbEventResponse {
+    let mut changes = Vec::new();
+    // An attempt item that does not decode is a bug: the records before it are counted, and
+    // from it on the batch fails, until the mapping gives up and sends it to its on-failure
+    // destination.
+    let mut undecoded = None;
+    for record in &event.records {
+        match AttemptChange::from_record(record) {
+            Ok(Some(change)) => changes.push(change),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, event_id = %record.event_id, "stream record does not decode");
+                undecoded = Some(record.change.sequence_number.clone().unwrap_or_default());
+                break;
+            }
+        }
+    }
+    let failed_from = match store.summarize(&changes, Timestamp::now()).await {
+        Ok(()) => undecoded,
+        Err(unsummarized) => {
+            tracing::warn!(error = %unsummarized.error, from = %unsummarized.from_sequence, "batch not wholly counted");
+            Some(unsummarized.from_sequence)
+        }
+    };
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(sequence) = failed_from {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence);
+        response.batch_item_failures.push(failure);
+    } else {
+        tracing::info!(records = event.records.len(), changes = changes.len(), "batch counted");
+    }
+    response
+}

@@ -1,0 +1,161 @@
+//! The summarizer's event source mapping, run locally: reads the table's stream from DynamoDB
+//! Local and hands each shard's records to the summarizer in order, in batches of up to
+//! [`BATCH_SIZE`], as Lambda does. A batch that reports a failed record is delivered again
+//! from that record; one that keeps failing stays pending (nothing is dropped) and `drain`
+//! says so. Locally every record is delivered: the template's filter only saves invocations,
+//! and the summarizer skips what is not an attempt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord};
+use aws_sdk_dynamodbstreams::config::{Credentials, Region};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use payment_attempts::AttemptStore;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Records per invocation, as `BatchSize` in `template.yaml`.
+pub const BATCH_SIZE: usize = 100;
+/// Deliveries of one batch in a row before `drain` gives up for now.
+const TRIES: u32 = 3;
+
+/// One stream shard: where reading goes on, and records read but not counted yet.
+#[derive(Default)]
+struct Shard {
+    iterator: Option<String>,
+    closed: bool,
+    pending: Vec<EventRecord>,
+}
+
+pub struct StreamMapping {
+    streams: aws_sdk_dynamodbstreams::Client,
+    stream_arn: String,
+    store: AttemptStore,
+    shards: tokio::sync::Mutex<BTreeMap<String, Shard>>,
+}
+
+impl StreamMapping {
+    /// The mapping of `table`'s stream (at `endpoint`) to the summarizer running on `store`.
+    pub async fn new(endpoint: &str, table: &str, store: AttemptStore) -> Result<Self, Error> {
+        let dynamodb = crate::dynamodb_local::client(endpoint);
+        let described = dynamodb.describe_table().table_name(table).send().await?;
+        let stream_arn = described
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .ok_or_else(|| format!("table {table} has no stream"))?
+            .to_owned();
+        let config = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .http_client(payment_attempts::runtime::http_client())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "dynamodb-local"))
+            .build();
+        let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
+        Ok(StreamMapping { streams, stream_arn, store, shards: tokio::sync::Mutex::new(BTreeMap::new()) })
+    }
+
+    /// Delivers every record written so far to the summarizer, shard by shard, in order.
+    /// Returns the records delivered; an error if a batch still fails after [`TRIES`].
+    pub async fn drain(&self) -> Result<usize, Error> {
+        let mut shards = self.shards.lock().await;
+        let described = self.streams.describe_stream().stream_arn(&self.stream_arn).send().await?;
+        // Parents come first in the description; Lambda also reads a parent before its children.
+        for shard in described.stream_description().map(|d| d.shards()).unwrap_or_default() {
+            let Some(id) = shard.shard_id() else { continue };
+            if !shards.contains_key(id) {
+                let iterator = self
+                    .streams
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await?;
+                shards.insert(id.to_owned(), Shard { iterator: iterator.shard_iterator, ..Shard::default() });
+            }
+        }
+        let mut delivered = 0;
+        for shard in shards.values_mut() {
+            loop {
+                let mut read = 0;
+                if let (Some(iterator), false) = (shard.iterator.clone(), shard.closed) {
+                    let out = self.streams.get_records().shard_iterator(iterator).send().await?;
+                    read = out.records().len();
+                    shard.pending.extend(out.records().iter().map(|r| self.event_record(r)));
+                    shard.closed = out.next_shard_iterator.is_none();
+                    shard.iterator = out.next_shard_iterator;
+                }
+                while !shard.pending.is_empty() {
+                    delivered += self.deliver(&mut shard.pending).await?;
+                }
+                if read == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Delivers the first batch of `pending`, again from its failed record while it reports
+    /// one; removes what was counted and returns how many records that was.
+    async fn deliver(&self, pending: &mut Vec<EventRecord>) -> Result<usize, Error> {
+        let mut counted = 0;
+        for _ in 0..TRIES {
+            let batch = pending.len().min(BATCH_SIZE);
+            let mut event = Event::default();
+            event.records = pending[..batch].to_vec();
+            let response = summarizer::summarize(&self.store, &event).await;
+            let failed = response.batch_item_failures.first().and_then(|f| f.item_identifier.clone());
+            let done = match &failed {
+                None => batch,
+                Some(sequence) => pending[..batch]
+                    .iter()
+                    .position(|r| r.change.sequence_number.as_ref() == Some(sequence))
+                    .ok_or_else(|| format!("summarizer reported {sequence}, not in its batch"))?,
+            };
+            pending.drain(..done);
+            counted += done;
+            if failed.is_none() {
+                return Ok(counted);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("a stream batch still fails after {TRIES} deliveries; {} records pending", pending.len()).into())
+    }
+
+    /// Drains the stream every `every`, as Lambda polls it, until the task is aborted.
+    pub fn spawn(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = self.drain().await {
+                    tracing::warn!(%error, "summarizer mapping: batch not counted yet");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    /// The record as Lambda puts it in the event.
+    fn event_record(&self, record: &Record) -> EventRecord {
+        let mut event = EventRecord::default();
+        event.event_id = record.event_id().unwrap_or_default().to_owned();
+        event.event_name = record.event_name().map(|n| n.as_str().to_owned()).unwrap_or_default();
+        event.event_source = record.event_source().map(str::to_owned);
+        event.event_version = record.event_version().map(str::to_owned);
+        event.aws_region = record.aws_region().unwrap_or_default().to_owned();
+        event.event_source_arn = Some(self.stream_arn.clone());
+        if let Some(change) = record.dynamodb() {
+            let mut stream = StreamRecord::default();
+            stream.keys = change.keys.clone().unwrap_or_default().into();
+            stream.new_image = change.new_image.clone().unwrap_or_default().into();
+            stream.old_image = change.old_image.clone().unwrap_or_default().into();
+            stream.sequence_number = change.sequence_number.clone();
+            stream.size_bytes = change.size_bytes.unwrap_or_default();
+            event.change = stream;
+        }
+        event
+    }
+}
