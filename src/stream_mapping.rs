@@ -25,6 +25,8 @@ const TRIES: u32 = 3;
 #[derive(Default)]
 struct Shard {
     iterator: Option<String>,
+    /// The last record read, where a new iterator starts.
+    last_read: Option<String>,
     closed: bool,
     pending: Vec<EventRecord>,
 }
@@ -66,24 +68,37 @@ impl StreamMapping {
         for shard in described.stream_description().map(|d| d.shards()).unwrap_or_default() {
             let Some(id) = shard.shard_id() else { continue };
             if !shards.contains_key(id) {
-                let iterator = self
-                    .streams
-                    .get_shard_iterator()
-                    .stream_arn(&self.stream_arn)
-                    .shard_id(id)
-                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                    .send()
-                    .await?;
-                shards.insert(id.to_owned(), Shard { iterator: iterator.shard_iterator, ..Shard::default() });
+                let iterator = self.iterator(id, None).await?;
+                shards.insert(id.to_owned(), Shard { iterator, ..Shard::default() });
             }
         }
         let mut delivered = 0;
-        for shard in shards.values_mut() {
+        for (id, shard) in shards.iter_mut() {
+            let mut refreshed = false;
             loop {
                 let mut read = 0;
                 if let (Some(iterator), false) = (shard.iterator.clone(), shard.closed) {
-                    let out = self.streams.get_records().shard_iterator(iterator).send().await?;
+                    let out = match self.streams.get_records().shard_iterator(iterator).send().await {
+                        Ok(out) => out,
+                        // DynamoDB Local expires an iterator taken on an empty shard once
+                        // records arrive; Lambda too takes a new one where it stopped.
+                        Err(e)
+                            if !refreshed
+                                && e.as_service_error().is_some_and(|e| {
+                                    e.is_trimmed_data_access_exception() || e.is_expired_iterator_exception()
+                                }) =>
+                        {
+                            shard.iterator = self.iterator(id, shard.last_read.as_deref()).await?;
+                            refreshed = true;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    refreshed = false;
                     read = out.records().len();
+                    if let Some(last) = out.records().last().and_then(|r| r.dynamodb()?.sequence_number()) {
+                        shard.last_read = Some(last.to_owned());
+                    }
                     shard.pending.extend(out.records().iter().map(|r| self.event_record(r)));
                     shard.closed = out.next_shard_iterator.is_none();
                     shard.iterator = out.next_shard_iterator;
@@ -97,6 +112,18 @@ impl StreamMapping {
             }
         }
         Ok(delivered)
+    }
+
+    /// An iterator of the shard after `last_read`, or from its oldest record.
+    async fn iterator(&self, shard: &str, last_read: Option<&str>) -> Result<Option<String>, Error> {
+        let request = self.streams.get_shard_iterator().stream_arn(&self.stream_arn).shard_id(shard);
+        let request = match last_read {
+            Some(sequence) => {
+                request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(sequence)
+            }
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        Ok(request.send().await?.shard_iterator)
     }
 
     /// Delivers the first batch of `pending`, again from its failed record while it reports
@@ -131,7 +158,7 @@ impl StreamMapping {
         tokio::spawn(async move {
             loop {
                 if let Err(error) = self.drain().await {
-                    tracing::warn!(%error, "summarizer mapping: batch not counted yet");
+                    tracing::warn!(error = ?error, "summarizer mapping: batch not counted yet");
                 }
                 tokio::time::sleep(every).await;
             }

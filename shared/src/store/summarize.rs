@@ -107,7 +107,7 @@ impl AttemptStore {
         let mut chunk: Vec<Tally> = Vec::new();
         let mut items = 0;
         for tally in tallies {
-            let cost = 1 + counter_keys(&tally.changes[0].after, 0).len();
+            let cost = 1 + tally.changes.first().map_or(0, |c| counter_keys(&c.after, 0).len());
             if items + cost > TRANSACTION_ITEMS && !chunk.is_empty() {
                 self.count_chunk(std::mem::take(&mut chunk), now).await?;
                 items = 0;
@@ -123,7 +123,8 @@ impl AttemptStore {
 
     async fn count_chunk(&self, mut chunk: Vec<Tally<'_>>, now: Timestamp) -> Result<(), Unsummarized> {
         // Tallies are in the order of their first change: the chunk's first is where it starts.
-        let from_sequence = chunk.first().map(|t| t.changes[0].sequence.clone()).unwrap_or_default();
+        let from_sequence = chunk.first().and_then(|t| t.changes.first()).map(|c| c.sequence.clone());
+        let from_sequence = from_sequence.unwrap_or_default();
         let fail = |error| Unsummarized { from_sequence: from_sequence.clone(), error };
         loop {
             let writes = self.chunk_writes(&chunk, now).map_err(fail)?;
@@ -135,10 +136,8 @@ impl AttemptStore {
                 // Delivered again: leave out what the counters hold, and count the rest.
                 Err(StoreError::Counted(counted)) => {
                     for (id, version) in counted {
-                        chunk
-                            .iter_mut()
-                            .filter(|t| t.changes[0].after.id == id)
-                            .for_each(|t| t.counted_through(version));
+                        let of_attempt = |t: &&mut Tally| t.changes.first().is_some_and(|c| c.after.id == id);
+                        chunk.iter_mut().filter(of_attempt).for_each(|t| t.counted_through(version));
                     }
                     chunk.retain(|t| !t.changes.is_empty());
                 }

@@ -1,0 +1,136 @@
+//! Summaries kept from the table's stream: each change counted exactly once, whether its
+//! batch is delivered again, twice at once, or after a failure; and within the bound the README
+//! states once the mapping runs.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Fault, FaultProxy};
+use common::{attempt_body, engine_endpoint, service_on, Service};
+use payment_attempts::summary::{Summary, SummaryScope};
+use payment_attempts::{ListQuery, OrganizationId};
+use payment_attempts_local::stream_mapping::StreamMapping;
+use serde_json::json;
+
+const ORG: &str = "org_summaries";
+const LIST: &str = "/v1/payments/attempts";
+
+/// `count` attempts over 3 sessions, every other one settled (succeeded or failed).
+async fn record(svc: &Service, count: usize) {
+    for i in 0..count {
+        let body = attempt_body(Some(&format!("session_s{}", i % 3)), &format!("0.{:03}", i + 1));
+        let id = svc.record(ORG, &body).await["id"].as_str().unwrap().to_owned();
+        if i % 2 == 0 {
+            let to = if i % 4 == 0 {
+                json!({"status": "succeeded"})
+            } else {
+                json!({"status": "failed", "error_message": "rail.declined"})
+            };
+            assert_eq!(svc.post(ORG, &format!("{LIST}/{id}"), &to).await.status, 200);
+        }
+    }
+}
+
+/// The organization's and each session's counted summary, against their page walks.
+async fn assert_counted_once(svc: &Service, count: usize) {
+    let org = OrganizationId::parse(ORG).unwrap();
+    let mut walked = Vec::new();
+    let mut query = ListQuery { limit: 100, ..ListQuery::default() };
+    loop {
+        let page = svc.store.list(&org, &query).await.unwrap();
+        walked.extend(page.attempts.iter().cloned());
+        match page.attempts.last().filter(|_| page.has_more) {
+            Some(last) => query.cursor = Some(payment_attempts::Cursor::StartingAfter(last.id.clone())),
+            None => break,
+        }
+    }
+    assert_eq!(walked.len(), count);
+    let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
+    assert_eq!(counted, Summary::of(&walked), "organization");
+    for s in 0..3 {
+        let session = payment_attempts::id::SessionId::parse(&format!("session_s{s}")).unwrap();
+        let mine: Vec<_> = walked.iter().filter(|a| a.session_id.as_ref() == Some(&session)).cloned().collect();
+        let counted = svc.store.summary(&org, &SummaryScope::Session(session)).await.unwrap();
+        assert_eq!(counted, Summary::of(&mine), "session_s{s}");
+    }
+}
+
+#[tokio::test]
+async fn batches_delivered_again_or_twice_at_once_count_once() {
+    let svc = common::service().await;
+    record(&svc, 120).await;
+    let delivered = svc.summarize().await;
+    assert!(delivered >= 180, "every create and settle reached the summarizer: {delivered}");
+    assert_counted_once(&svc, 120).await;
+    // The whole stream again from its start (as after a lost checkpoint), by two mappings at
+    // once: every change is already counted, and the racing transactions count nothing twice.
+    let endpoint = engine_endpoint();
+    let again = |_| StreamMapping::new(&endpoint, &svc.table, svc.store.clone());
+    let (a, b) = (again(0).await.unwrap(), again(1).await.unwrap());
+    let (a, b) = tokio::join!(a.drain(), b.drain());
+    assert!(a.unwrap() >= delivered && b.unwrap() >= delivered);
+    assert_counted_once(&svc, 120).await;
+    // New changes after a redelivery are counted as usual.
+    record(&svc, 10).await;
+    svc.summarize().await;
+    let org = OrganizationId::parse(ORG).unwrap();
+    let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
+    assert_eq!(counted.total().count, 130);
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_is_delivered_again_from_its_failed_record() {
+    let proxy = FaultProxy::start(&engine_endpoint()).await;
+    let svc = service_on(proxy.endpoint()).await;
+    record(&svc, 60).await;
+    // The summarizer's first transaction fails outright (not retried by the SDK): the batch
+    // reports its first record failed, and the mapping delivers it again.
+    proxy.inject(Some("TransactWriteItems"), Fault::Error { status: 400, code: "ValidationException" }, Some(1));
+    svc.summarize().await;
+    assert_counted_once(&svc, 60).await;
+    // An answer lost after DynamoDB committed: the SDK's retry of the same transaction (same
+    // token) or the markers keep it counted once.
+    record(&svc, 4).await;
+    proxy.inject(Some("TransactWriteItems"), Fault::DropAfterSend, Some(1));
+    svc.summarize().await;
+    assert_counted_once(&svc, 64).await;
+    // DynamoDB down for good: the batch stays pending, nothing is dropped, and it is counted
+    // once DynamoDB is back.
+    record(&svc, 2).await;
+    proxy.inject(Some("TransactWriteItems"), Fault::Error { status: 400, code: "ValidationException" }, None);
+    assert!(svc.mapping.drain().await.is_err(), "a batch that keeps failing is reported");
+    proxy.heal();
+    svc.summarize().await;
+    assert_counted_once(&svc, 66).await;
+}
+
+/// The README's bound: a summary includes a write about 1 to 2 s after it is acknowledged on
+/// Lambda (4 polls a second, a 1 s batching window). The local mapping polls 4 times a second
+/// without a window; the bound checked here is 5 s, so a slow machine cannot fail it.
+#[tokio::test]
+async fn a_running_mapping_counts_a_write_within_the_bound() {
+    let svc = common::service().await;
+    let mapping = Arc::new(StreamMapping::new(&engine_endpoint(), &svc.table, svc.store.clone()).await.unwrap());
+    let running = mapping.clone().spawn(Duration::from_millis(250));
+    let mut worst = Duration::ZERO;
+    for i in 1..=5 {
+        svc.record(ORG, &attempt_body(None, "1")).await;
+        let acknowledged = Instant::now();
+        loop {
+            let summary = svc.get(ORG, &format!("{LIST}/summary")).await.json();
+            if summary["count"] == json!(i) {
+                break;
+            }
+            assert!(acknowledged.elapsed() < Duration::from_secs(5), "write {i} not counted within 5 s: {summary}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worst = worst.max(acknowledged.elapsed());
+    }
+    running.abort();
+    println!(
+        "summaries: a write counted at most {} ms after it was acknowledged (poll every 250 ms)",
+        worst.as_millis()
+    );
+}
