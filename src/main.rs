@@ -68,7 +68,7 @@ async fn serve(settings: Settings) -> Result<()> {
     );
     let store = AttemptStore::new(client, &settings.table_name).with_shards(settings.attempt_shards);
     // Summaries follow the stream as on Lambda: the mapping polls it 4 times a second.
-    let mapping = Arc::new(StreamMapping::new(&endpoint, &settings.table_name, store.clone()).await?);
+    let mapping = Arc::new(StreamMapping::new(&template, &endpoint, &settings.table_name, store.clone()).await?);
     let summarizer = mapping.spawn(std::time::Duration::from_millis(250));
     let api = Arc::new(LocalApi::new(&template, store, settings));
     tokio::select! {

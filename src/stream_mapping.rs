@@ -1,9 +1,8 @@
 //! The summarizer's event source mapping, run locally: reads the table's stream from DynamoDB
-//! Local and hands each shard's records to the summarizer in order, in batches of up to
-//! [`BATCH_SIZE`], as Lambda does. A batch that reports a failed record is delivered again
-//! from that record; one that keeps failing stays pending (nothing is dropped) and `drain`
-//! says so. Locally every record is delivered: the template's filter only saves invocations,
-//! and the summarizer skips what is not an attempt.
+//! Local and hands each shard's records to the summarizer in order, as Lambda does with the
+//! template's `BatchSize` and `FilterCriteria`. A batch that reports a failed record is
+//! delivered again from that record; one that keeps failing stays pending (nothing is
+//! dropped) and `drain` says so.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,11 +12,12 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord};
 use aws_sdk_dynamodbstreams::config::{Credentials, Region};
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use payment_attempts::AttemptStore;
+use serde_json::Value;
+
+use crate::template::{StreamMappingSpec, Template};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Records per invocation, as `BatchSize` in `template.yaml`.
-pub const BATCH_SIZE: usize = 100;
 /// Deliveries of one batch in a row before `drain` gives up for now.
 const TRIES: u32 = 3;
 
@@ -35,12 +35,15 @@ pub struct StreamMapping {
     streams: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     store: AttemptStore,
+    spec: StreamMappingSpec,
     shards: tokio::sync::Mutex<BTreeMap<String, Shard>>,
 }
 
 impl StreamMapping {
-    /// The mapping of `table`'s stream (at `endpoint`) to the summarizer running on `store`.
-    pub async fn new(endpoint: &str, table: &str, store: AttemptStore) -> Result<Self, Error> {
+    /// The template's mapping of `table`'s stream (at `endpoint`) to the summarizer running on
+    /// `store`.
+    pub async fn new(template: &Template, endpoint: &str, table: &str, store: AttemptStore) -> Result<Self, Error> {
+        let spec = template.stream_mapping.clone().ok_or("template.yaml maps no stream")?;
         let dynamodb = crate::dynamodb_local::client(endpoint);
         let described = dynamodb.describe_table().table_name(table).send().await?;
         let stream_arn = described
@@ -56,7 +59,7 @@ impl StreamMapping {
             .credentials_provider(Credentials::new("local", "local", None, None, "dynamodb-local"))
             .build();
         let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
-        Ok(StreamMapping { streams, stream_arn, store, shards: tokio::sync::Mutex::new(BTreeMap::new()) })
+        Ok(StreamMapping { streams, stream_arn, store, spec, shards: tokio::sync::Mutex::new(BTreeMap::new()) })
     }
 
     /// Delivers every record written so far to the summarizer, shard by shard, in order.
@@ -99,7 +102,8 @@ impl StreamMapping {
                     if let Some(last) = out.records().last().and_then(|r| r.dynamodb()?.sequence_number()) {
                         shard.last_read = Some(last.to_owned());
                     }
-                    shard.pending.extend(out.records().iter().map(|r| self.event_record(r)));
+                    let records = out.records().iter().map(|r| self.event_record(r));
+                    shard.pending.extend(records.filter(|r| self.delivers(r)));
                     shard.closed = out.next_shard_iterator.is_none();
                     shard.iterator = out.next_shard_iterator;
                 }
@@ -131,7 +135,7 @@ impl StreamMapping {
     async fn deliver(&self, pending: &mut Vec<EventRecord>) -> Result<usize, Error> {
         let mut counted = 0;
         for _ in 0..TRIES {
-            let batch = pending.len().min(BATCH_SIZE);
+            let batch = pending.len().min(self.spec.batch_size);
             let mut event = Event::default();
             event.records = pending[..batch].to_vec();
             let response = summarizer::summarize(&self.store, &event).await;
@@ -165,6 +169,12 @@ impl StreamMapping {
         })
     }
 
+    /// Whether the mapping's filters let the record through (any pattern matching it).
+    fn delivers(&self, record: &EventRecord) -> bool {
+        let record = serde_json::to_value(record).unwrap_or_default();
+        self.spec.filters.is_empty() || self.spec.filters.iter().any(|pattern| matches(pattern, &record))
+    }
+
     /// The record as Lambda puts it in the event.
     fn event_record(&self, record: &Record) -> EventRecord {
         let mut event = EventRecord::default();
@@ -184,5 +194,41 @@ impl StreamMapping {
             event.change = stream;
         }
         event
+    }
+}
+
+/// Lambda's event filtering, for what patterns use here: nested fields, and at a leaf a list
+/// of values of which one must equal the field, or `{"prefix": ...}`.
+fn matches(pattern: &Value, value: &Value) -> bool {
+    match pattern {
+        Value::Object(fields) => {
+            fields.iter().all(|(name, pattern)| value.get(name).is_some_and(|v| matches(pattern, v)))
+        }
+        Value::Array(alternatives) => alternatives.iter().any(|alternative| match alternative {
+            Value::Object(rule) => match (rule.get("prefix"), value) {
+                (Some(Value::String(prefix)), Value::String(text)) => text.starts_with(prefix.as_str()),
+                _ => false,
+            },
+            literal => literal == value,
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn filters_match_nested_fields_by_value_or_prefix() {
+        let pattern = json!({"dynamodb": {"Keys": {"sk": {"S": [{"prefix": "ATT#"}]}}}});
+        let record =
+            |sk: &str| json!({"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "ORG#o"}, "sk": {"S": sk}}}});
+        assert!(matches(&pattern, &record("ATT#payatt_1")));
+        assert!(!matches(&pattern, &record("IDEM")));
+        assert!(!matches(&pattern, &json!({"dynamodb": {}})));
+        assert!(matches(&json!({"eventName": ["INSERT", "MODIFY"]}), &record("x")));
+        assert!(!matches(&json!({"eventName": ["REMOVE"]}), &record("x")));
     }
 }

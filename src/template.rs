@@ -39,6 +39,18 @@ pub struct Template {
     pub dynamodb_actions: Vec<(String, Vec<String>)>,
     /// `Globals.Function.Timeout`: how long each invocation may run.
     pub function_timeout: std::time::Duration,
+    /// The table's stream mapping (the summarizer's `DynamoDB` event), if there is one.
+    pub stream_mapping: Option<StreamMappingSpec>,
+}
+
+/// What a `DynamoDB` event source says about delivering the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamMappingSpec {
+    /// The cargo binary of the function.
+    pub function: String,
+    pub batch_size: usize,
+    /// `FilterCriteria` patterns (a record is delivered if any matches; none: every record).
+    pub filters: Vec<serde_json::Value>,
 }
 
 fn shape(what: impl Into<String>) -> TemplateError {
@@ -62,6 +74,7 @@ impl Template {
         let mut table = None;
         let mut routes = Vec::new();
         let mut dynamodb_actions = Vec::new();
+        let mut stream_mapping = None;
         for (_, resource) in resources {
             match resource["Type"].as_str() {
                 Some("AWS::DynamoDB::Table") => table = Some(resource["Properties"].clone()),
@@ -89,6 +102,22 @@ impl Template {
                                 iam: event["Properties"]["Auth"]["Authorizer"].as_str() == Some("AWS_IAM"),
                             });
                         }
+                        if event["Type"].as_str() == Some("DynamoDB") {
+                            let properties = &event["Properties"];
+                            let mut filters = Vec::new();
+                            for filter in properties["FilterCriteria"]["Filters"].as_vec().into_iter().flatten() {
+                                let pattern = str_at(filter, "Pattern")?;
+                                filters.push(serde_json::from_str(pattern).map_err(|e| shape(format!("filter: {e}")))?);
+                            }
+                            stream_mapping = Some(StreamMappingSpec {
+                                function: function.to_owned(),
+                                batch_size: properties["BatchSize"]
+                                    .as_i64()
+                                    .and_then(|n| usize::try_from(n).ok())
+                                    .unwrap_or(100),
+                                filters,
+                            });
+                        }
                     }
                 }
                 _ => {}
@@ -98,7 +127,13 @@ impl Template {
         let timeout = docs.first().and_then(|d| d["Globals"]["Function"]["Timeout"].as_i64());
         let timeout =
             timeout.and_then(|t| u64::try_from(t).ok()).ok_or_else(|| shape("no Globals.Function.Timeout"))?;
-        Ok(Template { table, routes, dynamodb_actions, function_timeout: std::time::Duration::from_secs(timeout) })
+        Ok(Template {
+            table,
+            routes,
+            dynamodb_actions,
+            function_timeout: std::time::Duration::from_secs(timeout),
+            stream_mapping,
+        })
     }
 
     /// Creates the table as declared (keys, indexes, stream, TTL) under `name`; an existing table is kept.
@@ -214,6 +249,8 @@ mod tests {
     fn the_template_declares_the_table_and_every_route() {
         let t = Template::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))).unwrap();
         let routes: Vec<String> = t.routes.iter().map(|r| format!("{} {} {}", r.method, r.path, r.function)).collect();
+        let mapping = t.stream_mapping.clone().expect("the summarizer maps the table's stream");
+        assert_eq!((mapping.function.as_str(), mapping.batch_size, mapping.filters.len()), ("summarizer", 100, 1));
         for expected in [
             "GET /v1/payments/attempts list",
             "GET /v1/payments/attempts/summary list",

@@ -67,7 +67,8 @@ async fn batches_delivered_again_or_twice_at_once_count_once() {
     // The whole stream again from its start (as after a lost checkpoint), by two mappings at
     // once: every change is already counted, and the racing transactions count nothing twice.
     let endpoint = engine_endpoint();
-    let again = |_| StreamMapping::new(&endpoint, &svc.table, svc.store.clone());
+    let template = common::template();
+    let again = |_| StreamMapping::new(&template, &endpoint, &svc.table, svc.store.clone());
     let (a, b) = (again(0).await.unwrap(), again(1).await.unwrap());
     let (a, b) = tokio::join!(a.drain(), b.drain());
     assert!(a.unwrap() >= delivered && b.unwrap() >= delivered);
@@ -112,7 +113,9 @@ async fn a_batch_that_fails_is_delivered_again_from_its_failed_record() {
 #[tokio::test]
 async fn a_running_mapping_counts_a_write_within_the_bound() {
     let svc = common::service().await;
-    let mapping = Arc::new(StreamMapping::new(&engine_endpoint(), &svc.table, svc.store.clone()).await.unwrap());
+    let mapping = Arc::new(
+        StreamMapping::new(&common::template(), &engine_endpoint(), &svc.table, svc.store.clone()).await.unwrap(),
+    );
     let running = mapping.clone().spawn(Duration::from_millis(250));
     let mut worst = Duration::ZERO;
     for i in 1..=5 {

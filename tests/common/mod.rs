@@ -58,7 +58,7 @@ pub async fn service_on(endpoint: &str) -> Service {
     let store = AttemptStore::new(client.clone(), &table);
     let settings = Settings { trusted_writer_roles: vec![TRUSTED_ROLE.to_owned()], ..Settings::new(&table) };
     let api = LocalApi::new(&template, store.clone(), settings);
-    let mapping = StreamMapping::new(endpoint, &table, store.clone()).await.expect("the table has a stream");
+    let mapping = StreamMapping::new(&template, endpoint, &table, store.clone()).await.expect("the table has a stream");
     Service { api, store, client, table, mapping }
 }
 
