@@ -3,10 +3,13 @@
 //!
 //! Records `SCALE_ATTEMPTS` attempts (default 300) for one organization, each created and then
 //! settled with an Idempotency-Key and a request_hash, over 20 sessions, through the same
-//! handlers the Lambdas run; then walks the organization's list in pages of 50, lists one
-//! session, and retrieves attempts. Prints the write units per attempt in all and on the
-//! hottest partition key (and the ceiling that implies, at DynamoDB's 1,000 WCU/s per key),
-//! items and read units per page, and calls per retrieve; writes JSON to `bench/results/`.
+//! handlers the Lambdas run, over `ATTEMPT_SHARDS` shards (default 16); lets the summarizer
+//! count them from the stream in the template's batches; then walks the organization's list
+//! in pages of 50, lists one session, and retrieves attempts. Prints the write units per
+//! attempt in all (the summarizer's included) and on the hottest partition key (and the
+//! ceiling that implies, at DynamoDB's 1,000 WCU/s per key), items and read units per page,
+//! and calls per retrieve; checks the summary against the page walk; writes JSON to
+//! `bench/results/`.
 
 use std::path::Path;
 
@@ -15,7 +18,8 @@ use payment_attempts::time::Timestamp;
 use payment_attempts::AttemptStore;
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
 use payment_attempts_local::local_api::{GatewayRequest, LocalApi};
-use payment_attempts_local::metering::MeteringProxy;
+use payment_attempts_local::metering::{Meter, MeteringProxy};
+use payment_attempts_local::stream_mapping::StreamMapping;
 use payment_attempts_local::template::Template;
 use payment_attempts_local::token;
 use serde_json::{json, Value};
@@ -58,7 +62,15 @@ async fn main() -> Result<(), Error> {
     let client = dynamodb_local::client(proxy.endpoint());
     let template = Template::load(&root.join("template.yaml"))?;
     template.create_table(&client, TABLE).await?;
-    let api = LocalApi::new(&template, AttemptStore::new(client, TABLE), Settings::new(TABLE));
+    let settings = Settings::from_vars(|name| match name {
+        "TABLE_NAME" => Some(TABLE.to_owned()),
+        _ => std::env::var(name).ok(),
+    })?;
+    let shards = settings.attempt_shards;
+    let store = AttemptStore::new(client, TABLE).with_shards(shards);
+    let mapping = StreamMapping::new(&template, proxy.endpoint(), TABLE, store.clone()).await?;
+    let batch_size = template.stream_mapping.as_ref().map_or(0, |m| m.batch_size);
+    let api = LocalApi::new(&template, store.clone(), settings);
 
     proxy.reset();
     let mut ids = Vec::with_capacity(attempts);
@@ -78,7 +90,17 @@ async fn main() -> Result<(), Error> {
         call(&api, &request("POST", &target, "", Some(&settle), Some(&format!("settle-{i}"))), 200).await?;
         ids.push(id);
     }
-    let writes = proxy.meter();
+    let service_writes = proxy.meter();
+    // The summarizer counts them from the stream, in the template's batches.
+    proxy.reset();
+    let delivered = mapping.drain().await?;
+    let summarizer_writes = proxy.meter();
+    let mut writes = Meter::default();
+    for meter in [&service_writes, &summarizer_writes] {
+        for (key, units) in &meter.wcu_by_key {
+            *writes.wcu_by_key.entry(key.clone()).or_default() += units;
+        }
+    }
     let per_attempt = |units: f64| units / attempts as f64;
     let (hottest_key, hottest_units) = writes.hottest().map(|(k, v)| (k.to_owned(), v)).unwrap_or_default();
     let keys = writes.wcu_by_key.len();
@@ -86,11 +108,16 @@ async fn main() -> Result<(), Error> {
     proxy.reset();
     let mut pages = 0;
     let mut cursor = String::new();
+    let (mut walked, mut walked_usd) = (0usize, rust_decimal::Decimal::ZERO);
     loop {
         let page =
             call(&api, &request("GET", "/v1/payments/attempts", &format!("limit=50{cursor}"), None, None), 200).await?;
         pages += 1;
         let rows = page["data"].as_array().ok_or("no data")?;
+        walked += rows.len();
+        for row in rows {
+            walked_usd += row["amount_usd"].to_string().parse::<rust_decimal::Decimal>()?;
+        }
         if page["has_more"] != json!(true) {
             break;
         }
@@ -106,16 +133,27 @@ async fn main() -> Result<(), Error> {
         call(&api, &request("GET", &format!("/v1/payments/attempts/{id}"), "", None, None), 200).await?;
     }
     let retrieved = proxy.meter();
+    let summary = call(&api, &request("GET", "/v1/payments/attempts/summary", "", None, None), 200).await?;
+    let summary_matches = summary["count"] == json!(walked)
+        && summary["amount_usd"].to_string().parse::<rust_decimal::Decimal>()? == walked_usd
+        && walked == attempts;
 
     let report = json!({
-        "attempts": attempts, "sessions": SESSIONS,
+        "attempts": attempts, "sessions": SESSIONS, "attempt_shards": shards,
+        "summarizer": {
+            "batch_size": batch_size, "records_delivered": delivered,
+            "wcu_per_attempt": per_attempt(summarizer_writes.total_wcu()),
+            "calls": summarizer_writes.calls,
+            "summary_equals_page_walk": summary_matches,
+        },
         "writes": {
+            "service_wcu_per_attempt": per_attempt(service_writes.total_wcu()),
             "wcu_per_attempt": per_attempt(writes.total_wcu()),
             "partition_keys_written": keys,
             "hottest_key": hottest_key,
             "hottest_key_wcu_per_attempt": per_attempt(hottest_units),
             "attempts_per_second_ceiling": WCU_PER_KEY_PER_SECOND / per_attempt(hottest_units),
-            "calls": writes.calls,
+            "calls": service_writes.calls,
         },
         "org_list_page_of_50": {
             "pages": pages,
@@ -126,10 +164,12 @@ async fn main() -> Result<(), Error> {
         "session_page_of_50": {"queries": session_page.calls("Query"), "rows_read": session_page.rows_read, "rcu": session_page.rcu},
         "retrieve": {"calls_per_retrieve": retrieved.total_calls() as f64 / retrieves as f64, "get_items": retrieved.calls("GetItem")},
     });
-    println!("scale: {attempts} attempts (create + settle, keyed, with request_hash) for one organization over {SESSIONS} sessions");
+    println!("scale: {attempts} attempts (create + settle, keyed, with request_hash) for one organization over {SESSIONS} sessions, {shards} shards");
     println!(
-        "writes: {:.1} WCU per attempt in all, over {keys} partition keys; hottest key {hottest_key}: {:.1} WCU per attempt -> ceiling {:.0} attempts/s",
+        "writes: {:.2} WCU per attempt in all ({:.2} service, {:.2} summarizer at batches of {batch_size}), over {keys} partition keys; hottest key {hottest_key}: {:.3} WCU per attempt -> ceiling {:.0} attempts/s",
         report["writes"]["wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
+        report["writes"]["service_wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
+        report["summarizer"]["wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
         report["writes"]["hottest_key_wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
         report["writes"]["attempts_per_second_ceiling"].as_f64().unwrap_or(f64::NAN),
     );
@@ -141,6 +181,12 @@ async fn main() -> Result<(), Error> {
         session_page.calls("Query"),
         report["retrieve"]["calls_per_retrieve"].as_f64().unwrap_or(f64::NAN),
     );
+    println!("summary after the summarizer ({delivered} stream records): equals the page walk: {summary_matches}");
+    if !summary_matches {
+        return Err(
+            format!("summary {summary} does not equal the page walk ({walked} attempts, {walked_usd} USD)").into()
+        );
+    }
     let out = root.join("bench/results");
     std::fs::create_dir_all(&out)?;
     let file = out.join(format!("scale-{}.json", Timestamp::now().to_string().replace(':', "-")));

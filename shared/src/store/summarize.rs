@@ -7,7 +7,7 @@
 //! and counts nothing twice; an attempt's changes reach the stream in order, so counting
 //! from its marker on is exact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -104,15 +104,17 @@ impl AttemptStore {
         }
         // Transactions of whole attempts, in the order of their first change, so that a
         // failure can name where the batch must start again.
+        // Each holds a marker per attempt and the counters its attempts share.
         let mut chunk: Vec<Tally> = Vec::new();
-        let mut items = 0;
+        let mut counters = BTreeSet::new();
         for tally in tallies {
-            let cost = 1 + tally.changes.first().map_or(0, |c| counter_keys(&c.after, 0).len());
-            if items + cost > TRANSACTION_ITEMS && !chunk.is_empty() {
+            let keys = tally.changes.first().map(|c| counter_keys(&c.after, 0)).unwrap_or_default();
+            let new_keys = keys.iter().filter(|k| !counters.contains(*k)).count();
+            if chunk.len() + 1 + counters.len() + new_keys > TRANSACTION_ITEMS && !chunk.is_empty() {
                 self.count_chunk(std::mem::take(&mut chunk), now).await?;
-                items = 0;
+                counters.clear();
             }
-            items += cost;
+            counters.extend(keys);
             chunk.push(tally);
         }
         if !chunk.is_empty() {
