@@ -1,5 +1,5 @@
-//! Every API Gateway event in `events/` (the ones `sam local invoke` and `cargo lambda invoke`
-//! use) goes through its handler and gets the expected status.
+//! Every event in `events/` (the ones `sam local invoke` and `cargo lambda invoke` use) goes
+//! through its handler and gets the expected answer.
 
 mod common;
 
@@ -26,6 +26,9 @@ const EXPECTED: &[(&str, &str, u16)] = &[
 const WORKER: &[(&str, &str)] =
     &[("worker-sqs.json", r#"{"batchItemFailures":[]}"#), ("worker-invoke.json", r#"{"status":201,"#)];
 
+/// The stream batch for the summarizer: an attempt created, then settled (`succeeded`).
+const STREAM: &str = "summarizer-stream.json";
+
 /// The attempt `events/retrieve.json` asks for.
 const SEEDED: &str = "payatt_01933b5a000070008000000000000001";
 
@@ -45,6 +48,7 @@ async fn every_event_gets_its_status_from_its_handler() {
     files.sort();
     let mut listed: Vec<String> =
         EXPECTED.iter().map(|(f, _, _)| f.to_string()).chain(WORKER.iter().map(|(f, _)| f.to_string())).collect();
+    listed.push(STREAM.to_owned());
     listed.sort();
     assert_eq!(files, listed, "every event file has an expected status here");
 
@@ -80,6 +84,22 @@ async fn every_event_gets_its_status_from_its_handler() {
         let reply = record_attempt::worker::handle(&svc.store, event).await.unwrap();
         assert!(reply.get().starts_with(expected), "{file}: {}", reply.get());
     }
+    // The stream batch, twice (a redelivery): counted once, as one succeeded attempt.
+    let text = std::fs::read_to_string(dir.join(STREAM)).unwrap();
+    for _ in 0..2 {
+        let event =
+            lambda_http::LambdaEvent::new(serde_json::from_str(&text).unwrap(), lambda_http::Context::default());
+        let reply = summarizer::handle(&svc.store, event).await.unwrap();
+        assert!(reply.batch_item_failures.is_empty(), "{STREAM}: {reply:?}");
+    }
+    let org = OrganizationId::parse("org_events").unwrap();
+    let scope = payment_attempts::summary::SummaryScope::Organization { hours: None };
+    let summary = svc.store.summary(&org, &scope).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&summary).unwrap()["by_status"]["succeeded"],
+        serde_json::json!({"count": 1, "amount_usd": 0.014})
+    );
+    assert_eq!(summary.total().count, 1, "{STREAM}: {summary:?}");
 }
 
 /// One `list` process with `AWS_LAMBDA_MAX_CONCURRENCY=8`, as Lambda Managed Instances run it,

@@ -13,9 +13,11 @@
 
 use std::path::Path;
 
+use payment_attempts::command::NewAttempt;
 use payment_attempts::runtime::Settings;
 use payment_attempts::time::Timestamp;
 use payment_attempts::AttemptStore;
+use payment_attempts::{AttemptId, Cursor, ListQuery, OrganizationId};
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
 use payment_attempts_local::local_api::{GatewayRequest, LocalApi};
 use payment_attempts_local::metering::{Meter, MeteringProxy};
@@ -104,6 +106,20 @@ async fn main() -> Result<(), Error> {
     let per_attempt = |units: f64| units / attempts as f64;
     let (hottest_key, hottest_units) = writes.hottest().map(|(k, v)| (k.to_owned(), v)).unwrap_or_default();
     let keys = writes.wcu_by_key.len();
+    // Where the units go, by kind of item (the key formats of shared/src/store/keys.rs).
+    let mut by_kind: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    for (key, units) in &writes.wcu_by_key {
+        let kind = match key {
+            k if k.starts_with("index ") => "session index",
+            k if k.contains("#ATT#") => "attempts",
+            k if k.contains("#IDEM#") => "idempotency records",
+            k if k.contains("#HASH#") => "replay guards",
+            k if k.contains("#SUMD#") => "summarizer markers",
+            k if k.contains("#SUM") => "summary counters",
+            _ => "other",
+        };
+        *by_kind.entry(kind).or_default() += units / attempts as f64;
+    }
 
     proxy.reset();
     let mut pages = 0;
@@ -138,6 +154,35 @@ async fn main() -> Result<(), Error> {
         && summary["amount_usd"].to_string().parse::<rust_decimal::Decimal>()? == walked_usd
         && walked == attempts;
 
+    // One process hands out ids' last bytes in turn, so above every shard holds an even share
+    // of each page. Many writers each start at a random byte: across them, an attempt's shard
+    // is random. The same page walk over such ids (last byte from a fixed-seed generator):
+    let many = OrganizationId::parse("org_manywriters").ok_or("org id")?;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..attempts {
+        let body = json!({"capability": "paid_search", "operation": "search.query", "amount_usd": 0.014,
+                          "target_url": "https://api.example.com/v1/search"});
+        let mut attempt =
+            NewAttempt::from_json(body.to_string().as_bytes())?.into_attempt(many.clone(), Timestamp::now());
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let id = format!("{}{:02x}", &attempt.id.as_str()[..attempt.id.as_str().len() - 2], seed as u8);
+        attempt.id = AttemptId::parse(&id).ok_or("attempt id")?;
+        store.create(&attempt, None).await?;
+    }
+    proxy.reset();
+    let (mut random_pages, mut query) = (0, ListQuery { limit: 50, ..ListQuery::default() });
+    loop {
+        let page = store.list(&many, &query).await?;
+        random_pages += 1;
+        match page.attempts.last().filter(|_| page.has_more) {
+            Some(last) => query.cursor = Some(Cursor::StartingAfter(last.id.clone())),
+            None => break,
+        }
+    }
+    let random_walk = proxy.meter();
+
     let report = json!({
         "attempts": attempts, "sessions": SESSIONS, "attempt_shards": shards,
         "summarizer": {
@@ -154,12 +199,19 @@ async fn main() -> Result<(), Error> {
             "hottest_key_wcu_per_attempt": per_attempt(hottest_units),
             "attempts_per_second_ceiling": WCU_PER_KEY_PER_SECOND / per_attempt(hottest_units),
             "calls": service_writes.calls,
+            "wcu_per_attempt_by_kind": by_kind,
         },
         "org_list_page_of_50": {
             "pages": pages,
             "rows_read_per_page": org_pages.rows_read as f64 / pages as f64,
             "rcu_per_page": org_pages.rcu / pages as f64,
             "queries_per_page": org_pages.calls("Query") as f64 / pages as f64,
+        },
+        "org_list_page_of_50_ids_from_many_writers": {
+            "pages": random_pages,
+            "rows_read_per_page": random_walk.rows_read as f64 / random_pages as f64,
+            "rcu_per_page": random_walk.rcu / random_pages as f64,
+            "queries_per_page": random_walk.calls("Query") as f64 / random_pages as f64,
         },
         "session_page_of_50": {"queries": session_page.calls("Query"), "rows_read": session_page.rows_read, "rcu": session_page.rcu},
         "retrieve": {"calls_per_retrieve": retrieved.total_calls() as f64 / retrieves as f64, "get_items": retrieved.calls("GetItem")},
@@ -173,6 +225,14 @@ async fn main() -> Result<(), Error> {
         report["writes"]["hottest_key_wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
         report["writes"]["attempts_per_second_ceiling"].as_f64().unwrap_or(f64::NAN),
     );
+    println!(
+        "org list, ids from many writers (random shards): {:.1} rows read and {:.1} RCU per page, {:.2} Query calls per page",
+        report["org_list_page_of_50_ids_from_many_writers"]["rows_read_per_page"].as_f64().unwrap_or(f64::NAN),
+        report["org_list_page_of_50_ids_from_many_writers"]["rcu_per_page"].as_f64().unwrap_or(f64::NAN),
+        report["org_list_page_of_50_ids_from_many_writers"]["queries_per_page"].as_f64().unwrap_or(f64::NAN),
+    );
+    let kinds: Vec<String> = by_kind.iter().map(|(kind, units)| format!("{kind} {units:.2}")).collect();
+    println!("WCU per attempt by kind: {}", kinds.join(", "));
     println!(
         "org list, pages of 50: {:.1} rows read and {:.1} RCU per page, {:.2} Query calls per page; session page: {} Query; retrieve: {:.2} calls",
         report["org_list_page_of_50"]["rows_read_per_page"].as_f64().unwrap_or(f64::NAN),
