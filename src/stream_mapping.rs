@@ -24,6 +24,8 @@ const TRIES: u32 = 3;
 /// One stream shard: where reading goes on, and records read but not counted yet.
 #[derive(Default)]
 struct Shard {
+    /// Read only once the parent is read to its end, as Lambda does.
+    parent: Option<String>,
     iterator: Option<String>,
     /// The last record read, where a new iterator starts.
     last_read: Option<String>,
@@ -66,17 +68,41 @@ impl StreamMapping {
     /// Returns the records delivered; an error if a batch still fails after [`TRIES`].
     pub async fn drain(&self) -> Result<usize, Error> {
         let mut shards = self.shards.lock().await;
-        let described = self.streams.describe_stream().stream_arn(&self.stream_arn).send().await?;
-        // Parents come first in the description; Lambda also reads a parent before its children.
-        for shard in described.stream_description().map(|d| d.shards()).unwrap_or_default() {
-            let Some(id) = shard.shard_id() else { continue };
-            if !shards.contains_key(id) {
-                let iterator = self.iterator(id, None).await?;
-                shards.insert(id.to_owned(), Shard { iterator, ..Shard::default() });
+        let mut start = None;
+        loop {
+            let described = self
+                .streams
+                .describe_stream()
+                .stream_arn(&self.stream_arn)
+                .set_exclusive_start_shard_id(start)
+                .send()
+                .await?;
+            let description = described.stream_description();
+            for shard in description.map(|d| d.shards()).unwrap_or_default() {
+                let Some(id) = shard.shard_id() else { continue };
+                if !shards.contains_key(id) {
+                    let iterator = self.iterator(id, None).await?;
+                    let parent = shard.parent_shard_id().map(str::to_owned);
+                    shards.insert(id.to_owned(), Shard { parent, iterator, ..Shard::default() });
+                }
+            }
+            start = description.and_then(|d| d.last_evaluated_shard_id()).map(str::to_owned);
+            if start.is_none() {
+                break;
             }
         }
         let mut delivered = 0;
-        for (id, shard) in shards.iter_mut() {
+        // Shard ids sort by creation, so a parent read to its end frees its children at once.
+        let ids: Vec<String> = shards.keys().cloned().collect();
+        for id in &ids {
+            let parent_done = |shards: &BTreeMap<String, Shard>| {
+                let parent = shards.get(id).and_then(|s| s.parent.as_ref()).and_then(|p| shards.get(p));
+                parent.is_none_or(|p| p.closed && p.pending.is_empty())
+            };
+            if !parent_done(&shards) {
+                continue;
+            }
+            let Some(shard) = shards.get_mut(id) else { continue };
             let mut refreshed = false;
             loop {
                 let mut read = 0;
@@ -171,7 +197,8 @@ impl StreamMapping {
 
     /// Whether the mapping's filters let the record through (any pattern matching it).
     fn delivers(&self, record: &EventRecord) -> bool {
-        let record = serde_json::to_value(record).unwrap_or_default();
+        // A record that cannot be put as JSON is delivered, for the summarizer to judge.
+        let Ok(record) = serde_json::to_value(record) else { return true };
         self.spec.filters.is_empty() || self.spec.filters.iter().any(|pattern| matches(pattern, &record))
     }
 

@@ -60,12 +60,8 @@ impl NewAttempt {
         let organization_id = prefixed(f.take("organization_id"), "organization_id", OrganizationId::parse)?;
         let session_id = prefixed(f.take("session_id"), "session_id", SessionId::parse)?;
         let payment_account_id = prefixed(f.take("payment_account_id"), "payment_account_id", PaymentAccountId::parse)?;
-        let capability = required(&mut f, "capability", |raw, p| {
-            v::token(raw, p, 128, v::capability_char, "use letters, digits and `_ . : / -`")
-        })?;
-        let operation = required(&mut f, "operation", |raw, p| {
-            v::token(raw, p, 128, v::capability_char, "use letters, digits and `_ . : / -`")
-        })?;
+        let capability = required(&mut f, "capability", v::capability)?;
+        let operation = required(&mut f, "operation", v::capability)?;
         let rail = optional(f.take("rail"), "rail", |raw, p| {
             v::token(raw, p, 64, v::rail_char, "use lowercase letters, digits and `_`")
         })?;

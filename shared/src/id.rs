@@ -15,6 +15,9 @@ const MAX_MS: i64 = (1 << 48) - 1;
 static NEXT_SPREAD: std::sync::LazyLock<std::sync::atomic::AtomicU32> =
     std::sync::LazyLock::new(|| std::sync::atomic::AtomicU32::new(u32::from(Uuid::now_v7().as_bytes()[15])));
 
+/// What an attempt id looks like, as error messages say it.
+pub const ATTEMPT_ID_FORMAT: &str = "payatt_ and 32 lowercase hex digits";
+
 /// `payatt_` + the 32 lowercase hex digits of a UUIDv7: ids sort by creation time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AttemptId(String);

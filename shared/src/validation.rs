@@ -142,12 +142,27 @@ pub fn token(raw: &RawValue, param: &str, max: usize, allowed: fn(u8) -> bool, w
     Ok(text)
 }
 
+/// The longest capability or operation name, and the characters one may use.
+const NAME_MAX: usize = 128;
+const NAME_RULE: &str = "use letters, digits and `_ . : / -`";
+
 /// A capability or operation name, such as `paid_search` or `search.query`.
 pub fn capability(raw: &RawValue, param: &str) -> Result<String> {
-    token(raw, param, 128, capability_char, "use letters, digits and `_ . : / -`")
+    token(raw, param, NAME_MAX, capability_char, NAME_RULE)
 }
 
-pub fn capability_char(b: u8) -> bool {
+/// The same rule for a capability given as query text (the list's filter).
+pub fn capability_text(text: &str, param: &str) -> Result<String> {
+    if !(1..=NAME_MAX).contains(&text.len()) || !text.bytes().all(capability_char) {
+        return Err(InvalidRequest::invalid(
+            param,
+            format!("Invalid {param}: 1 to {NAME_MAX} characters; {NAME_RULE}."),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn capability_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-')
 }
 

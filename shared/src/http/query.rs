@@ -4,7 +4,7 @@ use lambda_http::{Request, RequestExt};
 
 use super::*;
 use crate::attempt::Status;
-use crate::id::{AttemptId, SessionId};
+use crate::id::{AttemptId, SessionId, ATTEMPT_ID_FORMAT};
 use crate::page::{CreatedRange, Cursor, ListQuery, MAX_LIMIT};
 use crate::summary::{SummaryScope, HOUR_MS, MAX_RANGE_HOURS};
 use crate::validation::InvalidRequest;
@@ -14,11 +14,8 @@ pub fn attempt_id(req: &Request) -> Result<AttemptId, ApiError> {
     let params = req.path_parameters();
     let raw = params.first("id").unwrap_or_default();
     AttemptId::parse(raw).ok_or_else(|| {
-        InvalidRequest::invalid(
-            "id",
-            format!("Invalid id: `{raw}` is not a payment attempt id (payatt_ and 32 lowercase hex digits)."),
-        )
-        .into()
+        InvalidRequest::invalid("id", format!("Invalid id: `{raw}` is not a payment attempt id ({ATTEMPT_ID_FORMAT})."))
+            .into()
     })
 }
 
@@ -54,7 +51,7 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
                     return Err(InvalidRequest::invalid("ending_before", both).into());
                 }
                 let id = AttemptId::parse(value)
-                    .ok_or_else(|| invalid("must be a payment attempt id (payatt_ and 32 lowercase hex digits)"))?;
+                    .ok_or_else(|| invalid(&format!("must be a payment attempt id ({ATTEMPT_ID_FORMAT})")))?;
                 query.cursor =
                     Some(if name == "starting_after" { Cursor::StartingAfter(id) } else { Cursor::EndingBefore(id) });
             }
@@ -70,11 +67,7 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
                 }
             }
             "capability" => {
-                let ok = (1..=128).contains(&value.len()) && value.bytes().all(crate::validation::capability_char);
-                if !ok {
-                    return Err(invalid("use letters, digits and `_ . : / -`").into());
-                }
-                query.capability = Some(value.to_owned());
+                query.capability = Some(crate::validation::capability_text(value, name)?);
             }
             "created[gte]" | "created[gt]" | "created[lte]" | "created[lt]" => {
                 let nanos = crate::time::parse_instant_nanos(value)

@@ -82,10 +82,7 @@ impl Tally<'_> {
     /// status, its state after its last change enters one.
     fn moves(&self) -> Option<(Option<&Attempt>, &Attempt)> {
         let (first, last) = (self.changes.first()?, self.changes.last()?);
-        let (before, after) = (first.before.as_ref(), &last.after);
-        // A change that moves nothing needs no marker either: counting it again is harmless.
-        let unmoved = before.is_some_and(|b| b.status == after.status && b.amount_usd == after.amount_usd);
-        (!unmoved).then_some((before, after))
+        Some((first.before.as_ref(), &last.after))
     }
 }
 
