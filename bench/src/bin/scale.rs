@@ -3,8 +3,8 @@
 //!
 //! Records `SCALE_ATTEMPTS` attempts (default 300) for one organization, each created and then
 //! settled with an Idempotency-Key and a request_hash, over 20 sessions, through the same
-//! handlers the Lambdas run, over `ATTEMPT_SHARDS` shards (default 16); lets the summarizer
-//! count them from the stream in the template's batches; then walks the organization's list
+//! handlers the Lambdas run, over `ATTEMPT_SHARDS` shards (default 16); the summarizer counts
+//! the creates, then the settles, from the stream in the template's batches; then walks the organization's list
 //! in pages of 50, lists one session, and retrieves attempts. Prints the write units per
 //! attempt in all (the summarizer's included) and on the hottest partition key (and the
 //! ceiling that implies, at DynamoDB's 1,000 WCU/s per key), items and read units per page,
@@ -55,6 +55,16 @@ async fn call(api: &LocalApi, request: &GatewayRequest, status: u16) -> Result<V
     Ok(serde_json::from_slice(&body)?)
 }
 
+/// Adds `more`'s write units and calls to `meter`.
+fn add(meter: &mut Meter, more: &Meter) {
+    for (key, units) in &more.wcu_by_key {
+        *meter.wcu_by_key.entry(key.clone()).or_default() += units;
+    }
+    for (operation, calls) in &more.calls {
+        *meter.calls.entry(operation.clone()).or_default() += calls;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let attempts: usize = std::env::var("SCALE_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
@@ -86,23 +96,28 @@ async fn main() -> Result<(), Error> {
         let created =
             call(&api, &request("POST", "/v1/payments/attempts", "", Some(&body), Some(&format!("create-{i}"))), 201)
                 .await?;
-        let id = created["id"].as_str().ok_or("no id")?.to_owned();
+        ids.push(created["id"].as_str().ok_or("no id")?.to_owned());
+    }
+    // The summarizer counts them from the stream, in the template's batches; the settles come
+    // after, so each attempt's create and settle are counted in different batches, as when a
+    // settle follows its authorization by seconds.
+    let (mut service_writes, mut summarizer_writes) = (proxy.meter(), Meter::default());
+    proxy.reset();
+    let mut delivered = mapping.drain().await?;
+    add(&mut summarizer_writes, &proxy.meter());
+    proxy.reset();
+    for (i, id) in ids.iter().enumerate() {
         let settle = json!({"status": "succeeded", "receipt": {"settlement": format!("0x{i:x}")}});
         let target = format!("/v1/payments/attempts/{id}");
         call(&api, &request("POST", &target, "", Some(&settle), Some(&format!("settle-{i}"))), 200).await?;
-        ids.push(id);
     }
-    let service_writes = proxy.meter();
-    // The summarizer counts them from the stream, in the template's batches.
+    add(&mut service_writes, &proxy.meter());
     proxy.reset();
-    let delivered = mapping.drain().await?;
-    let summarizer_writes = proxy.meter();
+    delivered += mapping.drain().await?;
+    add(&mut summarizer_writes, &proxy.meter());
     let mut writes = Meter::default();
-    for meter in [&service_writes, &summarizer_writes] {
-        for (key, units) in &meter.wcu_by_key {
-            *writes.wcu_by_key.entry(key.clone()).or_default() += units;
-        }
-    }
+    add(&mut writes, &service_writes);
+    add(&mut writes, &summarizer_writes);
     let per_attempt = |units: f64| units / attempts as f64;
     let (hottest_key, hottest_units) = writes.hottest().map(|(k, v)| (k.to_owned(), v)).unwrap_or_default();
     let keys = writes.wcu_by_key.len();
