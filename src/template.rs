@@ -384,6 +384,7 @@ mod tests {
                 "DeadLetterQueueNotEmptyAlarm",
                 "DynamoDbThrottlesAlarm",
                 "SummariesBehindAlarm",
+                "SummariesIncompleteAlarm",
                 "SummarizerFailuresAlarm",
                 "WorkerErrorsAlarm"
             ]

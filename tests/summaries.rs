@@ -137,3 +137,27 @@ async fn a_running_mapping_counts_a_write_within_the_bound() {
         worst.as_millis()
     );
 }
+
+/// An attempt item that does not decode is left out (logged, and counted by a metric)
+/// instead of blocking its shard: the batch's other changes are counted, none is retried.
+#[tokio::test]
+async fn a_record_that_does_not_decode_is_left_out_and_the_rest_counted() {
+    let svc = common::service().await;
+    let text =
+        std::fs::read_to_string(std::path::Path::new(common::ROOT).join("events/summarizer-stream.json")).unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut broken = event["Records"][0].clone();
+    // Another attempt, so that counting it would show.
+    let other = "payatt_01933b5a000070008000000000000003";
+    broken["dynamodb"]["NewImage"]["id"] = json!({"S": other});
+    broken["dynamodb"]["Keys"]["sk"] = json!({"S": format!("ATT#{other}")});
+    broken["dynamodb"]["NewImage"]["amount_usd"] = json!({"S": "not a number"});
+    broken["dynamodb"]["SequenceNumber"] = json!("100000000000000000000");
+    event["Records"].as_array_mut().unwrap().insert(0, broken);
+    let event = serde_json::from_value(event).unwrap();
+    let reply = summarizer::summarize(&svc.store, &event).await;
+    assert!(reply.batch_item_failures.is_empty(), "{reply:?}");
+    let org = OrganizationId::parse("org_events").unwrap();
+    let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
+    assert_eq!(counted.total().count, 1, "the settled attempt of the event, once: {counted:?}");
+}

@@ -29,6 +29,9 @@ pub enum Metric<'a> {
     DynamoDbConflict,
     /// A list page: the Query calls it took and the rows it showed.
     ListPage { reads: u32, rows: usize },
+    /// A stream batch the summarizer took: attempt changes counted, and records left out of
+    /// the summaries because they do not decode.
+    SummarizerBatch { counted: usize, left_out: usize },
 }
 
 impl Metric<'_> {
@@ -91,6 +94,11 @@ impl Metric<'_> {
                 fields.insert("ListReadsPerPage".to_owned(), json!(reads));
                 fields.insert("ListRowsPerPage".to_owned(), json!(rows));
                 metrics.extend([("ListReadsPerPage", "Count"), ("ListRowsPerPage", "Count")]);
+            }
+            Metric::SummarizerBatch { counted, left_out } => {
+                fields.insert("ChangesSummarized".to_owned(), json!(counted));
+                fields.insert("ChangesLeftOutOfSummaries".to_owned(), json!(left_out));
+                metrics.extend([("ChangesSummarized", "Count"), ("ChangesLeftOutOfSummaries", "Count")]);
             }
         }
         let metrics: Vec<Value> = metrics.iter().map(|(name, unit)| json!({"Name": name, "Unit": unit})).collect();
@@ -168,6 +176,7 @@ mod tests {
             Metric::DynamoDbThrottled,
             Metric::DynamoDbConflict,
             Metric::ListPage { reads: 3, rows: 50 },
+            Metric::SummarizerBatch { counted: 99, left_out: 1 },
         ];
         for metric in all {
             let doc = assert_emf(&metric.line(now));

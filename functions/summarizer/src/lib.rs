@@ -9,6 +9,7 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_http::lambda_runtime::LambdaEvent;
 use payment_attempts::budget::Deadline;
+use payment_attempts::metrics::Metric;
 use payment_attempts::store::AttemptChange;
 use payment_attempts::time::Timestamp;
 use payment_attempts::AttemptStore;
@@ -25,22 +26,29 @@ pub async fn handle(
 /// Counts the batch's attempt changes; what it could not count is reported from its first
 /// record on, as Lambda's `ReportBatchItemFailures` expects.
 pub async fn summarize(store: &AttemptStore, event: &Event) -> DynamoDbEventResponse {
-    let mut changes = Vec::new();
+    let (mut changes, mut left_out) = (Vec::new(), 0);
     for record in &event.records {
         match AttemptChange::from_record(record) {
             Ok(Some(change)) => changes.push(change),
             Ok(None) => {}
-            // A bug or a hand edit: the summaries miss this change, and the log says which.
-            Err(error) => tracing::error!(
-                %error,
-                event_id = %record.event_id,
-                sequence = record.change.sequence_number.as_deref().unwrap_or_default(),
-                "stream record does not decode; left out of the summaries"
-            ),
+            // A bug or a hand edit: the summaries miss this change; the log says which, and
+            // `SummariesIncompleteAlarm` counts it.
+            Err(error) => {
+                left_out += 1;
+                tracing::error!(
+                    %error,
+                    event_id = %record.event_id,
+                    sequence = record.change.sequence_number.as_deref().unwrap_or_default(),
+                    "stream record does not decode; left out of the summaries"
+                );
+            }
         }
     }
     let failed_from = match store.summarize(&changes, Timestamp::now()).await {
-        Ok(()) => None,
+        Ok(()) => {
+            Metric::SummarizerBatch { counted: changes.len(), left_out }.emit();
+            None
+        }
         Err(unsummarized) => {
             tracing::warn!(error = %unsummarized.error, from = %unsummarized.from_sequence, "batch not wholly counted");
             Some(unsummarized.from_sequence)
