@@ -155,7 +155,7 @@ impl AttemptStore {
                 // rarely holds many rows of one page, so it reads a few more, then more.
                 lane.limit = match (&walk.filter, single) {
                     (Some(_), _) => (lane.limit * 2).min(MAX_ROWS_PER_READ),
-                    (None, true) => wanted - page.attempts.len(),
+                    (None, true) => wanted.saturating_sub(page.attempts.len() + lane.pending.len()),
                     (None, false) => (REFILL_ROWS << (lane.reads - 1).min(8)).min(MAX_ROWS_PER_READ),
                 };
             }
