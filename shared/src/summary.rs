@@ -60,6 +60,15 @@ impl Summary {
         totals
     }
 
+    /// The statuses whose count or total is not zero, with their totals.
+    pub fn nonzero(&self) -> Vec<(Status, StatusTotals)> {
+        ATTEMPT_STATUSES
+            .iter()
+            .map(|status| (*status, self.get(*status)))
+            .filter(|(_, totals)| totals.count != 0 || !totals.amount_usd.is_zero())
+            .collect()
+    }
+
     pub fn total(&self) -> StatusTotals {
         ATTEMPT_STATUSES.iter().map(|s| self.get(*s)).fold(StatusTotals::default(), |acc, t| StatusTotals {
             count: acc.count + t.count,

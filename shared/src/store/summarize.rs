@@ -100,8 +100,8 @@ impl AttemptStore {
             tallies[index].changes.push(change);
         }
         // Transactions of whole attempts, in the order of their first change, so that a
-        // failure can name where the batch must start again.
-        // Each holds a marker per attempt and the counters its attempts share.
+        // failure can name where the batch must start again; each holds a marker per attempt
+        // and the counters its attempts share.
         let mut chunk: Vec<Tally> = Vec::new();
         let mut counters = BTreeSet::new();
         for tally in tallies {
@@ -163,7 +163,7 @@ impl AttemptStore {
             writes.push(Write::Marker(self.marker(tally, after, now)?));
         }
         for (key, moves) in &counters {
-            if has_moves(moves) {
+            if !moves.nonzero().is_empty() {
                 writes.push(Write::Counter(self.count(key, moves)?));
             }
         }
@@ -192,12 +192,4 @@ impl AttemptStore {
             &[(":first", AttributeValue::N(first.to_string()))],
         )
     }
-}
-
-/// Whether any status's count or total moves.
-fn has_moves(moves: &Summary) -> bool {
-    crate::summary::ATTEMPT_STATUSES.iter().any(|status| {
-        let totals = moves.get(*status);
-        totals.count != 0 || !totals.amount_usd.is_zero()
-    })
 }

@@ -67,12 +67,8 @@ impl AttemptStore {
 
     /// `ADD count_<status> ±n, amount_usd_<status> ±amount` on one counter item.
     pub(super) fn count(&self, counter: &CounterKey, moves: &Summary) -> Result<Update, StoreError> {
-        let moves: Vec<(Status, i64, Decimal)> = ATTEMPT_STATUSES
-            .iter()
-            .map(|status| (*status, moves.get(*status)))
-            .filter(|(_, totals)| totals.count != 0 || !totals.amount_usd.is_zero())
-            .map(|(status, totals)| (status, totals.count, totals.amount_usd))
-            .collect();
+        let moves: Vec<(Status, i64, Decimal)> =
+            moves.nonzero().into_iter().map(|(status, totals)| (status, totals.count, totals.amount_usd)).collect();
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(PARTITION_KEY, s(counter.partition_key.clone()))
