@@ -1,8 +1,10 @@
 //! The summarizer's event source mapping, run locally: reads the table's stream from DynamoDB
 //! Local and hands each shard's records to the summarizer in order, as Lambda does with the
 //! template's `BatchSize` and `FilterCriteria`. A batch that reports a failed record is
-//! delivered again from that record; one that keeps failing stays pending (nothing is
-//! dropped) and `drain` says so.
+//! delivered again from that record; one that keeps failing stays pending and `drain` says
+//! so, until it has failed `MaximumRetryAttempts` times more than once: then, as Lambda
+//! does, it is parked (on Lambda: its description goes to the on-failure queue) and reading
+//! goes on. A recount (`AttemptStore::recount`) counts what a parked batch held.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ struct Shard {
     last_read: Option<String>,
     closed: bool,
     pending: Vec<EventRecord>,
+    /// Failed deliveries of the first pending batch, in a row.
+    failures: u32,
 }
 
 pub struct StreamMapping {
@@ -39,6 +43,8 @@ pub struct StreamMapping {
     store: AttemptStore,
     spec: StreamMappingSpec,
     shards: tokio::sync::Mutex<BTreeMap<String, Shard>>,
+    /// Records parked after their batch ran out of retries.
+    parked: std::sync::atomic::AtomicUsize,
 }
 
 impl StreamMapping {
@@ -61,7 +67,8 @@ impl StreamMapping {
             .credentials_provider(Credentials::new("local", "local", None, None, "dynamodb-local"))
             .build();
         let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
-        Ok(StreamMapping { streams, stream_arn, store, spec, shards: tokio::sync::Mutex::new(BTreeMap::new()) })
+        let shards = tokio::sync::Mutex::new(BTreeMap::new());
+        Ok(StreamMapping { streams, stream_arn, store, spec, shards, parked: Default::default() })
     }
 
     /// Delivers every record written so far to the summarizer, shard by shard, in order.
@@ -134,7 +141,7 @@ impl StreamMapping {
                     shard.iterator = out.next_shard_iterator;
                 }
                 while !shard.pending.is_empty() {
-                    delivered += self.deliver(&mut shard.pending).await?;
+                    delivered += self.deliver(shard).await?;
                 }
                 if read == 0 {
                     break;
@@ -156,11 +163,17 @@ impl StreamMapping {
         Ok(request.send().await?.shard_iterator)
     }
 
-    /// Delivers the first batch of `pending`, again from its failed record while it reports
-    /// one; removes what was counted and returns how many records that was.
-    async fn deliver(&self, pending: &mut Vec<EventRecord>) -> Result<usize, Error> {
+    /// Records parked so far, after their batch ran out of retries.
+    pub fn parked(&self) -> usize {
+        self.parked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Delivers the shard's first pending batch, again from its failed record while it
+    /// reports one; removes what was counted (or parked) and returns how many were counted.
+    async fn deliver(&self, shard: &mut Shard) -> Result<usize, Error> {
         let mut counted = 0;
         for _ in 0..TRIES {
+            let pending = &mut shard.pending;
             let batch = pending.len().min(self.spec.batch_size);
             let mut event = Event::default();
             event.records = pending[..batch].to_vec();
@@ -176,11 +189,24 @@ impl StreamMapping {
             pending.drain(..done);
             counted += done;
             if failed.is_none() {
+                shard.failures = 0;
+                return Ok(counted);
+            }
+            shard.failures += 1;
+            if self.spec.maximum_retry_attempts.is_some_and(|retries| shard.failures > retries) {
+                // Out of retries: Lambda sends the batch's description to the on-failure
+                // destination and reads on; what the batch held is left out of the counters.
+                let left = batch - done;
+                pending.drain(..left);
+                self.parked.fetch_add(left, std::sync::atomic::Ordering::SeqCst);
+                shard.failures = 0;
+                tracing::error!(records = left, "summarizer mapping: batch parked after its retries");
                 return Ok(counted);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("a stream batch still fails after {TRIES} deliveries; {} records pending", pending.len()).into())
+        let left = shard.pending.len();
+        Err(format!("a stream batch still fails after {TRIES} deliveries; {left} records pending").into())
     }
 
     /// Drains the stream every `every`, as Lambda polls it, until the task is aborted.

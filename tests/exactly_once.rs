@@ -31,10 +31,15 @@ async fn proxied() -> (FaultProxy, Service) {
     (proxy, svc)
 }
 
-/// The answer is lost both for the write and for the key's release: the service cannot know.
-fn lose_every_write_answer(proxy: &FaultProxy) {
+/// Every write's answer is lost, a refusal's too, and so is every read after the first
+/// `reads` (a settle reads its attempt first): reading back cannot tell either.
+fn lose_every_write_answer(proxy: &FaultProxy, reads: usize) {
     proxy.inject(Some("TransactWriteItems"), LOST, None);
-    proxy.inject(Some("DeleteItem"), LOST, None);
+    proxy.inject(Some("PutItem"), LOST, None);
+    if reads > 0 {
+        proxy.inject(Some("GetItem"), Fault::Pass, Some(reads));
+    }
+    proxy.inject(Some("GetItem"), LOST, None);
 }
 
 fn assert_503_in_time(reply: &Reply, took: Duration, what: &str) {
@@ -65,7 +70,7 @@ async fn stored(svc: &Service) -> (Vec<Value>, i64) {
 async fn a_create_whose_answer_is_lost_is_recorded_once_and_replayed() {
     let (proxy, svc) = proxied().await;
     let body = attempt_body(Some("session_s1"), "0.25").to_string();
-    lose_every_write_answer(&proxy);
+    lose_every_write_answer(&proxy, 0);
     let started = Instant::now();
     let first = svc.post_keyed(ORG, LIST, &body, "create-k").await;
     assert_503_in_time(&first, started.elapsed(), "keyed create, answer lost");
@@ -103,7 +108,7 @@ async fn a_settle_whose_answer_is_lost_is_applied_once_and_replayed() {
     let created = svc.record(ORG, &attempt_body(Some("session_s1"), "2")).await;
     let target = format!("{LIST}/{}", created["id"].as_str().unwrap());
     let settle = json!({"status": "succeeded", "receipt": {"settlement": "0xfeed"}}).to_string();
-    lose_every_write_answer(&proxy);
+    lose_every_write_answer(&proxy, 1);
     let started = Instant::now();
     let first = svc.post_keyed(ORG, &target, &settle, "settle-k").await;
     assert_503_in_time(&first, started.elapsed(), "keyed settle, answer lost");
@@ -135,7 +140,7 @@ async fn an_iam_write_whose_answer_is_lost_is_recorded_once() {
     let headers =
         [("content-type", "application/json"), (LOCAL_CALLER_ARN_HEADER, TRUSTED_ROLE), ("idempotency-key", "iam-k")];
     let post = || svc.request_with("POST", INTERNAL, &headers, body.as_bytes());
-    lose_every_write_answer(&proxy);
+    lose_every_write_answer(&proxy, 0);
     let started = Instant::now();
     let first = post().await;
     assert_503_in_time(&first, started.elapsed(), "IAM create, answer lost");
@@ -169,7 +174,7 @@ async fn worker_writes_whose_answers_are_lost_are_recorded_once() {
     body["organization_id"] = json!(ORG);
     // A direct invoke without idempotency_key, retried by Lambda under the same request id.
     let command = json!({"action": "create", "body": body});
-    lose_every_write_answer(&proxy);
+    lose_every_write_answer(&proxy, 0);
     // Not a final answer: the invoke fails, so that Lambda retries it (an asynchronous one).
     let first = record_attempt::worker::handle(&svc.store, invoke(&command, "invoke-1")).await;
     assert_eq!(first.map(|_| ()).map_err(|e| e.error_type), Err("storage_unavailable".to_owned()));
@@ -180,7 +185,7 @@ async fn worker_writes_whose_answers_are_lost_are_recorded_once() {
     // An SQS message: the batch reports it for redelivery, the redelivery records nothing twice.
     let message = json!({"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": command.to_string(),
         "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}]});
-    lose_every_write_answer(&proxy);
+    lose_every_write_answer(&proxy, 0);
     let first = worker(&svc, invoke(&message, "sqs-batch-1")).await;
     assert_eq!(first["batchItemFailures"][0]["itemIdentifier"], "m-1", "{first}");
     proxy.heal();
@@ -242,58 +247,100 @@ async fn under_a_dynamodb_that_never_answers_every_route_answers_503_inside_the_
 #[tokio::test]
 async fn a_transaction_conflict_is_a_retryable_409_that_is_not_kept() {
     let (proxy, svc) = proxied().await;
-    let body = attempt_body(None, "5").to_string();
-    // On the key's claim: a put meeting a transaction on the same item.
-    proxy.inject(Some("PutItem"), Fault::Error { status: 400, code: "TransactionConflictException" }, Some(1));
-    let refused = svc.post_keyed(ORG, LIST, &body, "conflict-claim").await;
-    assert_eq!((refused.status, refused.error().0.as_str()), (409, "idempotency_key_in_use"), "{}", refused.text);
-    let ran = svc.post_keyed(ORG, LIST, &body, "conflict-claim").await;
-    assert_eq!(ran.status, 201, "the retry runs: {}", ran.text);
-    assert!(ran.headers.get("idempotent-replayed").is_none());
     // In the write's transaction (attempt, key), as DynamoDB reports it: a cancellation whose
     // reasons name the conflict. Once: the store's next round passes.
     let body = attempt_body(None, "6").to_string();
-    let conflict: &[&str] = &["None", "TransactionConflict"];
-    proxy.inject(Some("TransactWriteItems"), Fault::Cancelled(conflict), Some(1));
+    proxy.inject(Some("TransactWriteItems"), Fault::Cancelled(&["None", "TransactionConflict"]), Some(1));
     let ran = svc.post_keyed(ORG, LIST, &body, "conflict-once").await;
     assert_eq!(ran.status, 201, "retried inside the store: {}", ran.text);
-    // On every round, the key's write included: the key is given back, the retry runs, then
-    // replays.
+    // On the key in every round: a request with the same key is being written. Not kept: the
+    // retry runs, then replays.
     let body = attempt_body(None, "7").to_string();
-    let on_key: &[&str] = &["None", "TransactionConflict"];
-    proxy.inject(Some("TransactWriteItems"), Fault::Cancelled(on_key), None);
-    let refused = svc.post_keyed(ORG, LIST, &body, "conflict-write").await;
-    assert_eq!((refused.status, refused.error().0.as_str()), (409, "concurrent_update"), "{}", refused.text);
+    proxy.inject(Some("TransactWriteItems"), Fault::Cancelled(&["None", "TransactionConflict"]), None);
+    let refused = svc.post_keyed(ORG, LIST, &body, "conflict-key").await;
+    assert_eq!((refused.status, refused.error().0.as_str()), (409, "idempotency_key_in_use"), "{}", refused.text);
     proxy.heal();
-    let ran = svc.post_keyed(ORG, LIST, &body, "conflict-write").await;
+    let ran = svc.post_keyed(ORG, LIST, &body, "conflict-key").await;
     assert_eq!(ran.status, 201, "the temporary 409 was not kept: {}", ran.text);
     assert!(ran.headers.get("idempotent-replayed").is_none());
-    assert_replayed(&svc.post_keyed(ORG, LIST, &body, "conflict-write").await, &ran.text, 201);
-    assert_eq!(stored(&svc).await.0.len(), 3);
+    assert_replayed(&svc.post_keyed(ORG, LIST, &body, "conflict-key").await, &ran.text, 201);
+    // On the attempt in every round, without a key: another request is writing it.
+    let body = attempt_body(None, "8");
+    proxy.inject(Some("TransactWriteItems"), Fault::Cancelled(&["TransactionConflict"]), None);
+    let refused = svc.post(ORG, LIST, &body).await;
+    assert_eq!((refused.status, refused.error().0.as_str()), (409, "concurrent_update"), "{}", refused.text);
+    proxy.heal();
+    assert_eq!(stored(&svc).await.0.len(), 2);
 }
 
-/// The fence: a transaction that reaches DynamoDB only after its request gave its key back
-/// finds the claim gone and is cancelled; the retry records the attempt, once.
+/// The issue's reproduction: a transaction commits but its answer is lost (the connection
+/// drops after sending), then the SDK's retry of it, and every later round, is cancelled by
+/// a conflict or throttled. The request that made the change must not be refused for it.
 #[tokio::test]
-async fn a_write_still_on_its_way_when_the_key_is_given_back_never_commits() {
+async fn a_change_whose_answer_was_lost_is_never_refused_by_a_later_try() {
+    let (proxy, svc) = proxied().await;
+    let after_the_commit: [(&str, Fault); 2] = [
+        ("conflict", Fault::Cancelled(&["TransactionConflict", "None"])),
+        ("throttled", Fault::Cancelled(&["ThrottlingError", "None"])),
+    ];
+    for (what, fault) in after_the_commit {
+        let created = svc.record(ORG, &attempt_body(None, "2")).await;
+        let target = format!("{LIST}/{}", created["id"].as_str().unwrap());
+        let settle = json!({"status": "succeeded"}).to_string();
+        proxy.inject(Some("TransactWriteItems"), Fault::DropAfterSend, Some(1));
+        proxy.inject(Some("TransactWriteItems"), fault.clone(), None);
+        let keyed = svc.post_keyed(ORG, &target, &settle, &format!("settle-{what}")).await;
+        proxy.heal();
+        assert_eq!(keyed.status, 200, "keyed settle, then {what}: {}", keyed.text);
+        assert!(keyed.headers.get("idempotent-replayed").is_none(), "the request that made the change");
+        let shown = svc.get(ORG, &target).await;
+        assert_eq!(keyed.text, shown.text, "{what}: it answers the stored attempt");
+        assert_eq!(shown.json()["status_history"].as_array().map(Vec::len), Some(2));
+
+        // Without a key: the request finds its own token in the attempt's history.
+        let created = svc.record(ORG, &attempt_body(None, "3")).await;
+        let target = format!("{LIST}/{}", created["id"].as_str().unwrap());
+        proxy.inject(Some("TransactWriteItems"), Fault::DropAfterSend, Some(1));
+        proxy.inject(Some("TransactWriteItems"), fault.clone(), None);
+        let unkeyed = svc.post(ORG, &target, &json!({"status": "failed", "error_message": "rail.declined"})).await;
+        proxy.heal();
+        assert_eq!(unkeyed.status, 200, "unkeyed settle, then {what}: {}", unkeyed.text);
+        assert_eq!(unkeyed.text, svc.get(ORG, &target).await.text);
+
+        // A create without a key: its attempt's id is its own.
+        proxy.inject(Some("TransactWriteItems"), Fault::DropAfterSend, Some(1));
+        proxy.inject(Some("TransactWriteItems"), fault.clone(), None);
+        let body = attempt_body(None, "4");
+        let made = svc.post(ORG, LIST, &body).await;
+        proxy.heal();
+        assert_eq!(made.status, 201, "unkeyed create, then {what}: {}", made.text);
+        let shown = svc.get(ORG, &format!("{LIST}/{}", made.json()["id"].as_str().unwrap())).await;
+        assert_eq!(made.text, shown.text);
+    }
+    assert_eq!(stored(&svc).await.0.len(), 6, "four recorded by hand, two by the faulted creates");
+}
+
+/// A transaction that reaches DynamoDB only after its request answered 503 commits at most
+/// once with its retry: the key's condition lets one of them in.
+#[tokio::test]
+async fn a_write_still_on_its_way_after_its_503_commits_at_most_once() {
     let (proxy, svc) = proxied().await;
     let body = attempt_body(None, "8").to_string();
-    // Every try of the transaction reaches the engine 8 s late: after the request's work
-    // deadline, after its key was given back.
+    // Every try of the transaction reaches the engine 8 s late: after the request answered.
     let late = Duration::from_secs(8);
     proxy.inject(Some("TransactWriteItems"), Fault::DelayForward(late), None);
     let started = Instant::now();
-    let first = svc.post_keyed(ORG, LIST, &body, "fenced").await;
+    let first = svc.post_keyed(ORG, LIST, &body, "late").await;
     assert_503_in_time(&first, started.elapsed(), "keyed create, transaction delayed");
     proxy.heal();
+    // The retry, before the late tries land, records it.
+    let retry = svc.post_keyed(ORG, LIST, &body, "late").await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
     // Let the delayed tries land (the last was sent before the 6 s operation timeout).
     tokio::time::sleep(late.saturating_sub(started.elapsed()) + Duration::from_secs(6)).await;
-    assert!(proxy.forwarded("TransactWriteItems") >= 1, "the late transaction did reach the engine");
-    assert_eq!(stored(&svc).await, (vec![], 0), "the late transaction was cancelled by the fence");
-    let retry = svc.post_keyed(ORG, LIST, &body, "fenced").await;
-    assert_eq!(retry.status, 201, "the key was given back: the retry runs: {}", retry.text);
-    assert!(retry.headers.get("idempotent-replayed").is_none());
-    assert_eq!(stored(&svc).await.0.len(), 1);
+    assert!(proxy.forwarded("TransactWriteItems") >= 2, "the late transaction did reach the engine");
+    assert_eq!(stored(&svc).await.0.len(), 1, "the late transaction found the key taken");
+    assert_replayed(&svc.post_keyed(ORG, LIST, &body, "late").await, &retry.text, 201);
 }
 
 #[tokio::test]
@@ -361,7 +408,7 @@ async fn every_transition_whose_answer_is_lost_is_applied_once_on_every_route() 
             }
         }
     };
-    lose_every_write_answer(&proxy);
+    lose_every_write_answer(&proxy, ids.len());
     let started = Instant::now();
     let first = futures_util::future::join_all(ids.iter().cloned().enumerate().map(|(i, id)| send(i, id))).await;
     let took = started.elapsed();

@@ -82,8 +82,7 @@ async fn under_write_load_an_outage_loses_no_acknowledged_attempt() {
                                 assert_eq!(reply.error().0, "storage_unavailable");
                                 refused.fetch_add(1, Ordering::SeqCst);
                             }
-                            // The failed try could not give its key back while storage was
-                            // down: the claim runs out after a few seconds.
+                            // A try of this write still running in DynamoDB holds the key.
                             409 => assert_eq!(reply.error().0, "idempotency_key_in_use"),
                             other => panic!("client {c} write {sent}: {other} {}", reply.text),
                         }

@@ -257,9 +257,10 @@ async fn of_two_racing_creates_with_one_hash_exactly_one_is_recorded() {
     assert_eq!(page["data"].as_array().unwrap().len(), 20);
 }
 
-/// 50 rounds of 20 concurrent identical keyed creates: never a 5xx, one attempt per key.
+/// 50 rounds of 20 concurrent identical keyed creates: never a 5xx, one attempt per key; a
+/// duplicate replays, or hears 409 while the first one's transaction holds the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_key_in_flight_answers_409_and_records_once() {
+async fn the_same_key_at_once_records_once() {
     let svc = Arc::new(service().await);
     let body = create_body("pending", None).to_string();
     let (rounds, clients) = (50, 20);

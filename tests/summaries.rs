@@ -161,3 +161,81 @@ async fn a_record_that_does_not_decode_is_left_out_and_the_rest_counted() {
     let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
     assert_eq!(counted.total().count, 1, "the settled attempt of the event, once: {counted:?}");
 }
+
+/// A batch that fails past the mapping's `MaximumRetryAttempts` is parked, as on Lambda, and
+/// leaves the counters short; a later change of a parked attempt counts from what the
+/// counters hold, and a recount counts the rest, once however often it runs.
+#[tokio::test]
+async fn a_parked_batch_is_counted_by_a_recount() {
+    let proxy = FaultProxy::start(&engine_endpoint()).await;
+    let svc = service_on(proxy.endpoint()).await;
+    let org = OrganizationId::parse(ORG).unwrap();
+    record(&svc, 20).await;
+    // Every summarizer transaction fails until the batch runs out of retries.
+    proxy.inject(Some("TransactWriteItems"), Fault::Error { status: 400, code: "ValidationException" }, None);
+    for _ in 0..10 {
+        if svc.mapping.parked() > 0 {
+            break;
+        }
+        let _ = svc.mapping.drain().await;
+    }
+    proxy.heal();
+    let parked = svc.mapping.parked();
+    assert!(parked >= 20, "the batch was parked after its retries: {parked} records");
+    let short = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
+    assert_eq!(short.total().count, 0, "nothing of the parked batch is counted");
+
+    // A pending attempt whose create was parked is settled: its change counts from what the
+    // counters hold (nothing), not from the change's before-image.
+    let page = svc.get(ORG, &format!("{LIST}?limit=100&status=pending")).await.json();
+    let pending = page["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(svc.post(ORG, &format!("{LIST}/{pending}"), &json!({"status": "released"})).await.status, 200);
+    svc.summarize().await;
+    let counted = svc.store.summary(&org, &SummaryScope::Organization { hours: None }).await.unwrap();
+    assert_eq!((counted.total().count, counted.get(payment_attempts::Status::Pending).count), (1, 0));
+
+    let recount = svc.store.recount(&org, None).await.unwrap();
+    assert_eq!((recount.attempts, recount.caught_up), (20, 19), "all but the settled one were behind");
+    assert_eq!(recount.counted, recount.walked, "the counters equal the attempts");
+    assert_counted_once(&svc, 20).await;
+    let again = svc.store.recount(&org, None).await.unwrap();
+    assert_eq!((again.caught_up, again.counted == again.walked), (0, true), "a second recount changes nothing");
+    // The stream delivered again from its start finds every marker ahead.
+    let template = common::template();
+    let mapping = StreamMapping::new(&template, proxy.endpoint(), &svc.table, svc.store.clone()).await.unwrap();
+    mapping.drain().await.unwrap();
+    assert_counted_once(&svc, 20).await;
+}
+
+/// A recount while writes go on and the mapping runs: once the writes stop and the stream
+/// drains, the counters are exact (each catch-up is conditional on the marker it read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recount_during_writes_leaves_the_counters_exact() {
+    let svc = Arc::new(common::service().await);
+    let org = OrganizationId::parse(ORG).unwrap();
+    record(&svc, 30).await;
+    // Nothing is counted yet: the mapping (from the stream's start) and the recounts race to
+    // count the same attempts while more are written and settled.
+    let mapping = Arc::new(
+        StreamMapping::new(&common::template(), &engine_endpoint(), &svc.table, svc.store.clone()).await.unwrap(),
+    );
+    let writer = {
+        let svc = svc.clone();
+        tokio::spawn(async move { record(&svc, 30).await })
+    };
+    let summarizer = mapping.clone().spawn(Duration::from_millis(100));
+    let mut recounts = 0;
+    while !writer.is_finished() {
+        let recount = svc.store.recount(&org, None).await.unwrap();
+        recounts += 1;
+        assert!(recount.attempts <= 60);
+    }
+    writer.await.unwrap();
+    summarizer.abort();
+    mapping.drain().await.unwrap();
+    assert_counted_once(&svc, 60).await;
+    let session = payment_attempts::id::SessionId::parse("session_s1").unwrap();
+    let recount = svc.store.recount(&org, Some(&session)).await.unwrap();
+    assert_eq!((recount.caught_up, recount.counted == recount.walked), (0, true));
+    println!("recount: {recounts} recounts during 30 creates and 15 settles; the counters equal the walk after");
+}

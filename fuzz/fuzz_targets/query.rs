@@ -18,9 +18,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(from <= to);
             }
         }
-        Err(error) => assert!(error.status.is_client_error() && error.param.is_some(), "{error:?}"),
+        Err(error) => assert!(error.status().is_client_error() && error.param.is_some(), "{error:?}"),
     }
     if let Err(error) = http::summary_query(&request) {
-        assert!(error.status.is_client_error() && error.param.is_some(), "{error:?}");
+        assert!(error.status().is_client_error() && error.param.is_some(), "{error:?}");
     }
 });

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::idempotency::RequestToken;
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
 
@@ -112,6 +113,10 @@ pub struct StatusChange {
     /// sent one. The attempt's `receipt` is the latest; these keep every earlier one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Box<RawValue>>,
+    /// The request that made this change, so that it can recognise its own change when
+    /// DynamoDB's answer was lost. Stored, never shown.
+    #[serde(skip)]
+    pub written_by: Option<RequestToken>,
 }
 
 impl StatusChange {
@@ -152,6 +157,13 @@ pub struct Attempt {
     pub updated_at: Timestamp,
     /// Bumped by every write; writes are conditional on the version they read.
     pub version: u64,
+}
+
+impl Attempt {
+    /// Whether the request `token` names made one of this attempt's status changes.
+    pub fn changed_by(&self, token: &RequestToken) -> bool {
+        self.status_history.iter().any(|change| change.written_by.as_ref() == Some(token))
+    }
 }
 
 /// How much of an attempt a response shows.

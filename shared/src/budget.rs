@@ -4,9 +4,8 @@
 //!
 //! From the deadline Lambda gives each invocation (or, without one, [`FUNCTION_TIMEOUT`]),
 //! [`RESPONSE_MARGIN`] is kept for answering; storage work ([`Deadline::work`]) ends
-//! [`SETTLE_RESERVE`] before that, leaving time to settle an idempotency key (give it back,
-//! or read the answer its write stored) until [`Deadline::settle`]; reads, with nothing to
-//! settle, may go on until then too. Every DynamoDB call, the SDK's own retries and the
+//! [`SETTLE_RESERVE`] before that, leaving time to read back a write whose answer was lost
+//! until [`Deadline::settle`]; reads, with nothing to read back, may go on until then too. Every DynamoDB call, the SDK's own retries and the
 //! pauses between contended tries included, is cut at these instants, so the worst case is
 //! bounded by construction, whatever the number of calls: with the 10 s timeout, 7 s of
 //! work, 2 s to settle, 1 s to answer.
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kept at the end of every invocation to build and send the answer.
 pub const RESPONSE_MARGIN: Duration = Duration::from_secs(1);
-/// Kept after the work to settle an idempotency key: one conditional delete and one read.
+/// Kept after the work to read back a write whose answer was lost: one read.
 pub const SETTLE_RESERVE: Duration = Duration::from_secs(2);
 
 /// When a request's storage work and its settling must end.

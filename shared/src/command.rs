@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::attempt::{Attempt, InvalidTransition, Status, StatusChange, StatusTransition};
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::idempotency::RequestToken;
 use crate::money::{Amount, AmountError, Currency};
 use crate::time::Timestamp;
 use crate::validation::{self as v, InvalidRequest, JsonFields, Result};
@@ -27,9 +28,10 @@ impl StatusNote {
         previous_status: Option<Status>,
         changed_at: Timestamp,
         receipt: Option<Box<RawValue>>,
+        written_by: Option<RequestToken>,
     ) -> StatusChange {
         let StatusNote { reason, message, source, code } = self;
-        StatusChange { status, previous_status, changed_at, reason, message, source, code, receipt }
+        StatusChange { status, previous_status, changed_at, reason, message, source, code, receipt, written_by }
     }
 }
 
@@ -103,7 +105,8 @@ impl NewAttempt {
 
     /// The attempt as first recorded, created now by `organization`.
     pub fn into_attempt(self, organization: OrganizationId, now: Timestamp) -> Attempt {
-        let change = self.status_note.change(self.status, None, now, Some(self.receipt.clone()));
+        // A create is recognised by its attempt's id, which no other request writes.
+        let change = self.status_note.change(self.status, None, now, Some(self.receipt.clone()), None);
         Attempt {
             id: AttemptId::new_at(now),
             organization_id: organization,
@@ -158,10 +161,17 @@ impl StatusUpdate {
         Ok(StatusUpdate { organization_id, status, status_note, error_message, receipt })
     }
 
-    /// The attempt after this update, its history one entry longer; only along the lifecycle.
-    pub fn apply(self, attempt: &Attempt, now: Timestamp) -> std::result::Result<Attempt, InvalidTransition> {
+    /// The attempt after this update by the request `by`, its history one entry longer; only
+    /// along the lifecycle.
+    pub fn apply(
+        self,
+        attempt: &Attempt,
+        now: Timestamp,
+        by: &RequestToken,
+    ) -> std::result::Result<Attempt, InvalidTransition> {
         let transition = StatusTransition::new(attempt.status, self.status)?;
-        let change = self.status_note.change(transition.to, Some(transition.from), now, self.receipt.clone());
+        let change =
+            self.status_note.change(transition.to, Some(transition.from), now, self.receipt.clone(), Some(by.clone()));
         let mut next = attempt.clone();
         next.status = transition.to;
         next.status_details = change.details();
@@ -450,11 +460,13 @@ mod tests {
         let now = Timestamp::now();
         let pending = parse(&body()).unwrap().into_attempt(OrganizationId::parse("org_acme").unwrap(), now);
         let later = Timestamp::parse_rfc3339("2100-01-01T00:00:00Z").unwrap();
+        let by = RequestToken::new();
         let settled = update(json!({"status": "succeeded", "receipt": {"tx": "0xdef"},
             "status_details": {"reason": "settled", "source": "rail", "code": "ok"}}))
         .unwrap()
-        .apply(&pending, later)
+        .apply(&pending, later, &by)
         .unwrap();
+        assert!(settled.changed_by(&by) && !pending.changed_by(&by), "the change names its request");
         assert_eq!((settled.status, settled.version, settled.updated_at), (Status::Succeeded, 2, later));
         assert_eq!(settled.created_at, pending.created_at);
         assert_eq!(settled.receipt.get(), r#"{"tx":"0xdef"}"#);
@@ -465,11 +477,12 @@ mod tests {
             (Status::Succeeded, Some(Status::Pending), Some("ok"))
         );
         assert_eq!(settled.status_details, last.details());
-        let again = update(json!({"status": "failed", "error_message": "late"})).unwrap().apply(&settled, later);
+        let again = update(json!({"status": "failed", "error_message": "late"})).unwrap().apply(&settled, later, &by);
         assert_eq!(again.unwrap_err(), InvalidTransition { from: Status::Succeeded, to: Status::Failed });
-        let to_pending = update(json!({"status": "pending"})).unwrap().apply(&pending, later);
+        let to_pending = update(json!({"status": "pending"})).unwrap().apply(&pending, later, &by);
         assert!(to_pending.is_err());
-        let released = update(json!({"status": "released", "receipt": null})).unwrap().apply(&pending, later).unwrap();
+        let released =
+            update(json!({"status": "released", "receipt": null})).unwrap().apply(&pending, later, &by).unwrap();
         assert_eq!(released.receipt.get(), pending.receipt.get(), "a null receipt keeps the one recorded");
     }
 

@@ -1,5 +1,6 @@
-//! Stripe's idempotent requests: a key names one request; its response is kept 24 hours and
-//! replayed to retries of the same request.
+//! Stripe's idempotent requests: a key names one request; its answer is kept 24 hours, in the
+//! same DynamoDB transaction as the change it answers, and replayed to retries of the same
+//! request.
 
 use sha2::{Digest, Sha256};
 
@@ -9,45 +10,61 @@ use crate::validation::InvalidRequest;
 pub const HEADER: &str = "Idempotency-Key";
 /// How long a key and its response are kept.
 pub const KEY_TTL_SECONDS: i64 = 24 * 60 * 60;
-/// How long a request in flight holds its key: longer than the Lambda timeout, so an older
-/// claim has no request behind it any more and a retry may take the key over.
-pub const CLAIM_SECONDS: i64 = 15;
+const MAX_KEY_LENGTH: usize = 255;
 
-/// A key taken by the request now in flight; only its holder (by `token`) finishes it.
+/// Names one request's write, so that the request can tell its own change from another's
+/// when DynamoDB's answer to it was lost: kept in the status change it writes and in the
+/// answer it keeps under its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyClaim {
-    pub key: String,
-    pub token: String,
-    pub fingerprint: String,
-}
+pub struct RequestToken(String);
 
-impl KeyClaim {
-    /// A claim on `key` with a token of its own, before it is written.
-    pub fn new(key: &str, fingerprint: &str) -> Self {
-        KeyClaim {
-            key: key.to_owned(),
-            token: uuid::Uuid::now_v7().simple().to_string(),
-            fingerprint: fingerprint.to_owned(),
-        }
+impl RequestToken {
+    pub fn new() -> Self {
+        RequestToken(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// A token as stored.
+    pub fn from_stored(text: &str) -> Self {
+        RequestToken(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-/// What a key holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyState {
-    /// A request with this key is being processed.
-    InFlight { fingerprint: String },
-    /// The response given to the request that first used the key.
-    Done(IdempotencyRecord),
+impl Default for RequestToken {
+    fn default() -> Self {
+        Self::new()
+    }
 }
-const MAX_KEY_LENGTH: usize = 255;
+
+/// A write's answer, whatever carries it: HTTP renders it as a response, the worker as its
+/// result. What a key keeps, and replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// Given before, to the request that first used the key.
+    pub replayed: bool,
+}
+
+impl Answer {
+    pub fn new(status: u16, body: String) -> Self {
+        Answer { status, body, replayed: false }
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
 
 /// A response kept under an idempotency key, replayed to a retry of the same request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
     pub key: String,
-    /// The claim this record finishes.
-    pub token: String,
+    /// The request that wrote it.
+    pub token: RequestToken,
     /// Identifies the request (operation and exact body) the key was first used with.
     pub fingerprint: String,
     pub status: u16,
@@ -56,16 +73,40 @@ pub struct IdempotencyRecord {
     pub expires_at: i64,
 }
 
-impl IdempotencyRecord {
-    pub fn new(claim: &KeyClaim, status: u16, body: &str, now: Timestamp) -> Self {
-        IdempotencyRecord {
-            key: claim.key.clone(),
-            token: claim.token.clone(),
-            fingerprint: claim.fingerprint.clone(),
-            status,
-            body: body.to_owned(),
+/// A request that may keep its answer under a key: who it is, and what it asks.
+#[derive(Debug, Clone)]
+pub struct KeyedRequest {
+    pub token: RequestToken,
+    /// The caller's `Idempotency-Key`, if any.
+    pub key: Option<String>,
+    pub fingerprint: String,
+}
+
+impl KeyedRequest {
+    pub fn new(key: Option<String>, operation: &str, body: &[u8]) -> Self {
+        KeyedRequest { token: RequestToken::new(), key, fingerprint: fingerprint(operation, body) }
+    }
+
+    /// The record keeping `answer` under the key, if the request has one.
+    pub fn record(&self, answer: &Answer, now: Timestamp) -> Option<IdempotencyRecord> {
+        self.key.as_ref().map(|key| IdempotencyRecord {
+            key: key.clone(),
+            token: self.token.clone(),
+            fingerprint: self.fingerprint.clone(),
+            status: answer.status,
+            body: answer.body.clone(),
             expires_at: now.unix_seconds() + KEY_TTL_SECONDS,
+        })
+    }
+
+    /// What a key's record answers this request: its own answer if this request wrote it
+    /// (its reply was lost, and reading back found it), a replay if an earlier request with
+    /// the same body did, and `None` if the key was first used for another request.
+    pub fn answer_from(&self, record: &IdempotencyRecord) -> Option<Answer> {
+        if record.fingerprint != self.fingerprint {
+            return None;
         }
+        Some(Answer { status: record.status, body: record.body.clone(), replayed: record.token != self.token })
     }
 }
 

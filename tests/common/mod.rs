@@ -48,11 +48,15 @@ pub const TRUSTED_ROLE: &str = "arn:aws:iam::123456789012:role/payments-writer";
 
 /// A service on its own new table in `endpoint`'s engine.
 pub async fn service_on(endpoint: &str) -> Service {
+    service_with_client(endpoint, dynamodb_local::client(endpoint)).await
+}
+
+/// A service on its own new table in `endpoint`'s engine, calling it through `client`.
+pub async fn service_with_client(endpoint: &str, client: Client) -> Service {
     // Handlers log as JSON lines; cargo shows them for failing tests only.
     let _ = tracing_subscriber::fmt().json().with_test_writer().try_init();
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let table = format!("attempts-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-    let client = dynamodb_local::client(endpoint);
     let template = template();
     template.create_table(&client, &table).await.expect("table created from template.yaml");
     let store = AttemptStore::new(client.clone(), &table);

@@ -1,7 +1,8 @@
 //! A fault-injecting proxy on loopback between the service and DynamoDB Local: it forwards
 //! each request to the engine, and for the operations a rule names it can hold the answer
 //! after the engine committed, drop the connection after sending, never answer, or answer an
-//! error of its choosing without forwarding.
+//! error of its choosing without forwarding. In chaos mode ([`FaultProxy::chaos`]) it faults
+//! a share of every call at random, from a seeded generator, and counts the faults by kind.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[derive(Debug, Clone)]
 pub enum Fault {
+    /// Forward untouched: a rule that lets the next requests of an operation through.
+    Pass,
     /// Forward; once the engine answered, hold that answer this long (the client gives up).
     HoldAnswer(Duration),
     /// Forward; once the engine answered, close the connection without answering.
@@ -26,6 +29,39 @@ pub enum Fault {
     Error { status: u16, code: &'static str },
     /// Answer a cancelled transaction, with DynamoDB's reason code for each of its writes.
     Cancelled(&'static [&'static str]),
+    /// Answer that another transaction holds an item: a transaction cancelled with a conflict
+    /// on one of its writes (`TransactionConflictException` for a single-item write).
+    Conflict,
+}
+
+/// Random faults for a share of all calls, drawn from a seeded generator.
+struct Chaos {
+    rate: f64,
+    /// Held past this, an answer is lost to the client (longer than its try timeout).
+    lost_after: Duration,
+    rng: fastrand::Rng,
+    /// Faults injected so far, by kind.
+    counts: std::collections::BTreeMap<&'static str, usize>,
+}
+
+impl Chaos {
+    fn draw(&mut self, operation: &str) -> Option<(&'static str, Fault)> {
+        if self.rng.f64() >= self.rate {
+            return None;
+        }
+        // Only writes meet other transactions.
+        let writes = matches!(operation, "TransactWriteItems" | "PutItem" | "UpdateItem" | "DeleteItem");
+        let (kind, fault) = match self.rng.u8(0..if writes { 6 } else { 5 }) {
+            0 => ("answer held past the try timeout", Fault::HoldAnswer(self.lost_after)),
+            1 => ("connection dropped after the engine answered", Fault::DropAfterSend),
+            2 => ("request delayed", Fault::DelayForward(Duration::from_millis(self.rng.u64(20..1_000)))),
+            3 => ("500 InternalServerError", Fault::Error { status: 500, code: "InternalServerError" }),
+            4 => ("throttled", Fault::Error { status: 400, code: "ProvisionedThroughputExceededException" }),
+            _ => ("conflict with another transaction", Fault::Conflict),
+        };
+        *self.counts.entry(kind).or_default() += 1;
+        Some((kind, fault))
+    }
 }
 
 struct Rule {
@@ -36,15 +72,18 @@ struct Rule {
     remaining: Option<usize>,
 }
 
-/// The rules, and the operations of the requests forwarded so far.
+/// The rules, the operations of the requests forwarded so far, and chaos if it is on.
 #[derive(Clone, Default)]
-struct Rules(Arc<Mutex<Vec<Rule>>>, Arc<Mutex<Vec<String>>>);
+struct Rules(Arc<Mutex<Vec<Rule>>>, Arc<Mutex<Vec<String>>>, Arc<Mutex<Option<Chaos>>>);
 
 impl Rules {
-    /// The fault for one request of `operation`, counting it against its rule.
+    /// The fault for one request of `operation`, counting it against its rule; else chaos's.
     fn take(&self, operation: &str) -> Option<Fault> {
         let mut rules = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let index = rules.iter().position(|r| r.operation.is_none_or(|o| o == operation))?;
+        let Some(index) = rules.iter().position(|r| r.operation.is_none_or(|o| o == operation)) else {
+            let mut chaos = self.2.lock().unwrap_or_else(|e| e.into_inner());
+            return chaos.as_mut().and_then(|chaos| chaos.draw(operation)).map(|(_, fault)| fault);
+        };
         let fault = rules[index].fault.clone();
         if let Some(left) = rules[index].remaining.as_mut() {
             *left -= 1;
@@ -104,6 +143,21 @@ impl FaultProxy {
     /// Forwards everything again.
     pub fn heal(&self) {
         self.rules.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if let Some(chaos) = self.rules.2.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            chaos.rate = 0.0;
+        }
+    }
+
+    /// From now on, a share `rate` of all requests (those no rule matches) gets a fault drawn
+    /// at random from `seed`; an answer held is held `lost_after`.
+    pub fn chaos(&self, seed: u64, rate: f64, lost_after: Duration) {
+        let chaos = Chaos { rate, lost_after, rng: fastrand::Rng::with_seed(seed), counts: Default::default() };
+        *self.rules.2.lock().unwrap_or_else(|e| e.into_inner()) = Some(chaos);
+    }
+
+    /// The faults chaos injected so far, by kind.
+    pub fn chaos_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.rules.2.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.counts.clone()).unwrap_or_default()
     }
 }
 
@@ -115,6 +169,16 @@ impl Drop for FaultProxy {
 
 type ProxyError = Box<dyn std::error::Error + Send + Sync>;
 
+fn refusal(code: &str, extra: String) -> String {
+    format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test proxy"{extra}}}"#)
+}
+
+/// DynamoDB's answer to a cancelled transaction, with a reason code for each of its writes.
+fn cancelled(reasons: &[&str]) -> String {
+    let reasons: Vec<String> = reasons.iter().map(|code| format!(r#"{{"Code":"{code}"}}"#)).collect();
+    refusal("TransactionCanceledException", format!(r#","CancellationReasons":[{}]"#, reasons.join(",")))
+}
+
 async fn forward(
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     upstream: String,
@@ -125,20 +189,23 @@ async fn forward(
     let body = body.collect().await?.to_bytes();
     let operation = payment_attempts_local::dynamodb_local::operation(&parts.headers);
     let fault = rules.take(&operation);
-    let refusal = |code: &str, extra: String| {
-        format!(
-            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test proxy"{extra}}}"#
-        )
-    };
     let refused = match &fault {
         Some(Fault::NeverAnswer) => std::future::pending().await,
         Some(Fault::DelayForward(_)) => None,
         Some(Fault::Error { status, code }) => Some((*status, refusal(code, String::new()))),
-        Some(Fault::Cancelled(reasons)) => {
-            let reasons: Vec<String> = reasons.iter().map(|code| format!(r#"{{"Code":"{code}"}}"#)).collect();
-            let extra = format!(r#","CancellationReasons":[{}]"#, reasons.join(","));
-            Some((400, refusal("TransactionCanceledException", extra)))
+        Some(Fault::Cancelled(reasons)) => Some((400, cancelled(reasons))),
+        Some(Fault::Conflict) if operation == "TransactWriteItems" => {
+            // As many reasons as the transaction has writes, the conflict on one of them.
+            let writes = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
+                .unwrap_or(1);
+            let on = fastrand::usize(0..writes.max(1));
+            let reasons: Vec<&str> =
+                (0..writes).map(|i| if i == on { "TransactionConflict" } else { "None" }).collect();
+            Some((400, cancelled(&reasons)))
         }
+        Some(Fault::Conflict) => Some((400, refusal("TransactionConflictException", String::new()))),
         _ => None,
     };
     if let Some((status, text)) = refused {

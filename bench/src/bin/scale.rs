@@ -102,6 +102,7 @@ async fn main() -> Result<(), Error> {
     // after, so each attempt's create and settle are counted in different batches, as when a
     // settle follows its authorization by seconds.
     let (mut service_writes, mut summarizer_writes) = (proxy.meter(), Meter::default());
+    let creates = proxy.meter();
     proxy.reset();
     let mut delivered = mapping.drain().await?;
     add(&mut summarizer_writes, &proxy.meter());
@@ -111,7 +112,8 @@ async fn main() -> Result<(), Error> {
         let target = format!("/v1/payments/attempts/{id}");
         call(&api, &request("POST", &target, "", Some(&settle), Some(&format!("settle-{i}"))), 200).await?;
     }
-    add(&mut service_writes, &proxy.meter());
+    let settles = proxy.meter();
+    add(&mut service_writes, &settles);
     proxy.reset();
     delivered += mapping.drain().await?;
     add(&mut summarizer_writes, &proxy.meter());
@@ -214,6 +216,10 @@ async fn main() -> Result<(), Error> {
             "hottest_key_wcu_per_attempt": per_attempt(hottest_units),
             "attempts_per_second_ceiling": WCU_PER_KEY_PER_SECOND / per_attempt(hottest_units),
             "calls": service_writes.calls,
+            "calls_per_keyed_create": per_attempt(creates.total_calls() as f64),
+            "calls_per_keyed_settle": per_attempt(settles.total_calls() as f64),
+            "wcu_per_keyed_create": per_attempt(creates.total_wcu()),
+            "wcu_per_keyed_settle": per_attempt(settles.total_wcu()),
             "wcu_per_attempt_by_kind": by_kind,
         },
         "org_list_page_of_50": {
@@ -245,6 +251,13 @@ async fn main() -> Result<(), Error> {
         report["org_list_page_of_50_ids_from_many_writers"]["rows_read_per_page"].as_f64().unwrap_or(f64::NAN),
         report["org_list_page_of_50_ids_from_many_writers"]["rcu_per_page"].as_f64().unwrap_or(f64::NAN),
         report["org_list_page_of_50_ids_from_many_writers"]["queries_per_page"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!(
+        "DynamoDB calls per keyed create {:.2} ({:.2} WCU), per keyed settle {:.2} ({:.2} WCU)",
+        report["writes"]["calls_per_keyed_create"].as_f64().unwrap_or(f64::NAN),
+        report["writes"]["wcu_per_keyed_create"].as_f64().unwrap_or(f64::NAN),
+        report["writes"]["calls_per_keyed_settle"].as_f64().unwrap_or(f64::NAN),
+        report["writes"]["wcu_per_keyed_settle"].as_f64().unwrap_or(f64::NAN),
     );
     let kinds: Vec<String> = by_kind.iter().map(|(kind, units)| format!("{kind} {units:.2}")).collect();
     println!("WCU per attempt by kind: {}", kinds.join(", "));

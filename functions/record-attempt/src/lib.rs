@@ -13,6 +13,7 @@ pub mod writer;
 
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 use payment_attempts::http::{self, ApiError, Caller};
+use payment_attempts::idempotency::Answer;
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 
@@ -23,6 +24,11 @@ pub async fn handle(store: &AttemptStore, settings: &Settings, req: Request) -> 
 }
 
 async fn write(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Response<Body>, ApiError> {
+    let answer = answer(store, settings, req).await?;
+    Ok(http::answer_response(&answer))
+}
+
+async fn answer(store: &AttemptStore, settings: &Settings, req: &Request) -> Result<Answer, ApiError> {
     let caller = Caller::from_request(req, settings)?;
     http::no_query(req)?;
     let body = http::json_body(req)?;

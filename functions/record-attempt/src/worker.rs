@@ -11,42 +11,36 @@
 //! retried the function"); a caller that invokes again by itself gets a new request id and
 //! passes `idempotency_key` to be recorded once.
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_http::lambda_runtime::Diagnostic;
-use lambda_http::{Body, Error, LambdaEvent, Response};
+use lambda_http::{Error, LambdaEvent};
 use payment_attempts::budget::Deadline;
 use payment_attempts::http::{self, ApiError, Caller};
-use payment_attempts::idempotency;
+use payment_attempts::idempotency::{self, Answer};
+use payment_attempts::metrics::Metric;
 use payment_attempts::validation::{self as v, InvalidRequest, JsonFields};
 use payment_attempts::{AttemptId, AttemptStore};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::writer::Writer;
 
-#[derive(Deserialize)]
-struct SqsBatch {
-    #[serde(rename = "Records")]
-    records: Vec<SqsMessage>,
+/// The worker's two kinds of event.
+enum WorkerEvent {
+    /// A batch from the queue.
+    Sqs(SqsEvent),
+    /// A direct invoke: one command, kept raw so that amounts keep their digits.
+    Command(Box<RawValue>),
 }
 
-#[derive(Deserialize)]
-struct SqsMessage {
-    #[serde(rename = "messageId")]
-    message_id: String,
-    body: String,
-}
-
-#[derive(Serialize, Default)]
-pub struct BatchResponse {
-    #[serde(rename = "batchItemFailures")]
-    pub batch_item_failures: Vec<BatchItemFailure>,
-}
-
-#[derive(Serialize)]
-pub struct BatchItemFailure {
-    #[serde(rename = "itemIdentifier")]
-    pub item_identifier: String,
+impl WorkerEvent {
+    fn from_payload(payload: Box<RawValue>) -> Self {
+        match serde_json::from_str::<SqsEvent>(payload.get()) {
+            Ok(batch) => WorkerEvent::Sqs(batch),
+            Err(_) => WorkerEvent::Command(payload),
+        }
+    }
 }
 
 /// What a direct invoke returns: the HTTP status and body the same command gets over HTTP.
@@ -56,7 +50,7 @@ pub struct CommandResult {
     pub body: Box<RawValue>,
 }
 
-/// Handles an SQS event or a direct invoke; the payload stays raw so amounts keep their digits.
+/// Handles an SQS event or a direct invoke.
 /// A failed invoke's `errorType` is the error's code (`storage_unavailable`, ...), which
 /// callers (Step Functions retriers, say) can match.
 pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, Diagnostic> {
@@ -65,49 +59,68 @@ pub async fn handle(store: &AttemptStore, event: LambdaEvent<Box<RawValue>>) -> 
     // reported for retry.
     let deadline = Deadline::for_invocation(Some(context.deadline));
     let internal = |e: serde_json::Error| Diagnostic::from(Error::from(e));
-    let reply = match serde_json::from_str::<SqsBatch>(payload.get()) {
-        Ok(batch) => serde_json::to_string(&sqs_batch(store, batch, deadline).await).map_err(internal)?,
-        Err(_) => {
+    let reply = match WorkerEvent::from_payload(payload) {
+        WorkerEvent::Sqs(batch) => serde_json::to_string(&sqs_batch(store, batch, deadline).await).map_err(internal)?,
+        WorkerEvent::Command(command) => {
             let key = Some(format!("invoke:{}", context.request_id)).filter(|_| !context.request_id.is_empty());
-            let response = match execute(store, payload.get().as_bytes(), key, deadline).await {
+            let answer = match observed(execute(store, command.get().as_bytes(), key, deadline).await) {
+                Ok(answer) => answer,
                 // Lambda retries an asynchronous invoke only when the function fails, under the
                 // same request id (so the same key): the retry replays or runs, once. A caller
                 // invoking synchronously gets the error body as the function error's message.
                 Err(error) if !error.is_final() => {
-                    let error_message = http::body_text(&http::error_response(&error)).to_owned();
-                    return Err(Diagnostic { error_type: error.code.to_owned(), error_message });
+                    let error_message = http::error_text(&error);
+                    return Err(Diagnostic { error_type: error.code.as_str().to_owned(), error_message });
                 }
-                outcome => outcome.unwrap_or_else(|error| http::error_response(&error)),
+                Err(error) => http::error_answer(&error),
             };
-            let body = RawValue::from_string(http::body_text(&response).to_owned()).map_err(internal)?;
-            serde_json::to_string(&CommandResult { status: response.status().as_u16(), body }).map_err(internal)?
+            let body = RawValue::from_string(answer.body).map_err(internal)?;
+            serde_json::to_string(&CommandResult { status: answer.status, body }).map_err(internal)?
         }
     };
     RawValue::from_string(reply).map_err(internal)
 }
 
-async fn sqs_batch(store: &AttemptStore, batch: SqsBatch, deadline: Deadline) -> BatchResponse {
-    let mut failures = Vec::new();
+async fn sqs_batch(store: &AttemptStore, batch: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
     for message in batch.records {
-        let span = tracing::info_span!("message", message_id = %message.message_id);
-        let key = format!("sqs:{}", message.message_id);
-        let response = execute(store, message.body.as_bytes(), Some(key), deadline)
-            .instrument(span.clone())
-            .await
-            .unwrap_or_else(|error| http::error_response(&error));
-        if !response.status().is_success() {
+        let SqsMessage { message_id, body, .. } = message;
+        let message_id = message_id.unwrap_or_default();
+        let span = tracing::info_span!("message", message_id = %message_id);
+        let outcome = match body.filter(|_| !message_id.is_empty()) {
+            Some(body) => {
+                let key = format!("sqs:{message_id}");
+                execute(store, body.as_bytes(), Some(key), deadline).instrument(span.clone()).await
+            }
+            None => Err(InvalidRequest::missing("body").into()),
+        };
+        match span.in_scope(|| observed(outcome)) {
+            Ok(answer) if answer.is_success() => {}
             // The error body names the rule that failed; it never holds receipts or tokens.
-            span.in_scope(|| {
-                tracing::warn!(
-                    status = response.status().as_u16(),
-                    reason = http::body_text(&response),
-                    "message not recorded: reported for retry, then the dead-letter queue"
-                )
-            });
-            failures.push(BatchItemFailure { item_identifier: message.message_id });
+            outcome => {
+                let reason = outcome.map_or_else(|error| http::error_text(&error), |answer| answer.body);
+                span.in_scope(|| {
+                    tracing::warn!(reason, "message not recorded: reported for retry, then the dead-letter queue")
+                });
+                response.add_failure(message_id);
+            }
         }
     }
-    BatchResponse { batch_item_failures: failures }
+    response
+}
+
+/// Logs and counts one command's outcome, as the HTTP wrapper does for a request.
+fn observed(outcome: Result<Answer, ApiError>) -> Result<Answer, ApiError> {
+    match &outcome {
+        Ok(answer) if answer.replayed => Metric::IdempotentReplay.emit(),
+        Ok(_) => {}
+        Err(error) => {
+            let (status, code) = (error.status().as_u16(), error.code.as_str());
+            Metric::ErrorAnswer { status, code }.emit();
+            tracing::info!(status, code, cause = error.cause.as_deref(), "command refused");
+        }
+    }
+    outcome
 }
 
 /// Runs one command, as the HTTP route would.
@@ -116,7 +129,7 @@ async fn execute(
     command: &[u8],
     default_key: Option<String>,
     deadline: Deadline,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Answer, ApiError> {
     // Boxed: the whole write's future is deep enough to overflow the compiler's layout limit.
     Box::pin(run(store, command, default_key, deadline)).await
 }
@@ -126,7 +139,7 @@ async fn run(
     command: &[u8],
     default_key: Option<String>,
     deadline: Deadline,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Answer, ApiError> {
     let mut fields = JsonFields::parse(command)?;
     let action = fields.take("action").ok_or_else(|| InvalidRequest::missing("action"))?;
     let key = v::optional_string(fields.take("idempotency_key"), "idempotency_key", 255)?;

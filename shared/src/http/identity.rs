@@ -100,7 +100,7 @@ mod tests {
     fn no_request_context_means_no_identity() {
         let settings = Settings::new("t");
         let e = organization(&Request::default(), &settings).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+        assert_eq!((e.status(), e.code.as_str()), (StatusCode::UNAUTHORIZED, "unauthenticated"));
     }
 
     #[test]
@@ -132,6 +132,6 @@ mod tests {
         let writer = Caller::TrustedWriter { role: "r".to_owned() };
         assert_eq!(writer.organization_for(Some(other.clone())), Ok(other));
         let missing = writer.organization_for(None).unwrap_err();
-        assert_eq!((missing.code, missing.param.as_deref()), ("parameter_missing", Some("organization_id")));
+        assert_eq!((missing.code.as_str(), missing.param.as_deref()), ("parameter_missing", Some("organization_id")));
     }
 }

@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(param(query(&[("organization_id", "org_b")])).as_deref(), Some("organization_id"));
         assert_eq!(param(query(&[("limit", "1"), ("limit", "2")])).as_deref(), Some("limit"));
         let e = query(&[("expand", "x")]).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "parameter_unknown"));
+        assert_eq!((e.status(), e.code.as_str()), (StatusCode::BAD_REQUEST, "parameter_unknown"));
     }
 
     #[test]

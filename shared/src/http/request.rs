@@ -2,7 +2,6 @@
 //! span and `Request-Id` header of its answer.
 
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
-use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::future::Future;
@@ -32,22 +31,15 @@ pub fn json_body(req: &Request) -> Result<&[u8], ApiError> {
         let content_type = content_type.and_then(|c| c.to_str().ok()).unwrap_or("");
         let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media != "application/json" {
-            return Err(ApiError {
-                param: None,
-                ..ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "invalid_request_error",
-                    "unsupported_media_type",
-                    "Send the body as JSON with Content-Type: application/json.",
-                )
-            });
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "Send the body as JSON with Content-Type: application/json.",
+            ));
         }
     }
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
         ));
     }
@@ -78,16 +70,12 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
-            Metric::ErrorAnswer { status: error.status.as_u16(), code: error.code }.emit();
-            if error.status.is_server_error() {
-                tracing::warn!(status = error.status.as_u16(), code = error.code, "request failed");
+            let (status, code) = (error.status().as_u16(), error.code.as_str());
+            Metric::ErrorAnswer { status, code }.emit();
+            if error.status().is_server_error() {
+                tracing::warn!(status, code, cause = error.cause.as_deref(), "request failed");
             } else {
-                tracing::info!(
-                    status = error.status.as_u16(),
-                    code = error.code,
-                    param = error.param.as_deref(),
-                    "request refused"
-                );
+                tracing::info!(status, code, param = error.param.as_deref(), "request refused");
             }
             error_response(&error)
         }
@@ -102,6 +90,7 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
 mod tests {
     use super::*;
     use crate::validation::InvalidRequest;
+    use lambda_http::http::StatusCode;
     #[test]
     fn errors_render_stripe_style_with_retry_after_on_503() {
         let r = respond("req_1", Err(ApiError::unavailable()));

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::*;
 use crate::attempt::{Attempt, View};
 use crate::id::SessionId;
-use crate::idempotency::IdempotencyRecord;
+use crate::idempotency::Answer;
 use crate::metrics::Metric;
 use crate::page::{Cursor, Page};
 use crate::summary::{Summary, SummaryScope, HOUR_MS};
@@ -55,31 +55,26 @@ pub fn attempt_response(status: StatusCode, attempt: &Attempt) -> Response<Body>
     json_response(status, &attempt.view(View::Full))
 }
 
-/// The response first given to the request `fingerprint` names, or an error if the key was
-/// first used with another request.
-pub fn replay(record: &IdempotencyRecord, fingerprint: &str) -> Result<Response<Body>, ApiError> {
-    if record.fingerprint != fingerprint {
-        return Err(ApiError::idempotency_mismatch());
-    }
-    let mut response = recorded_response(record);
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Metric::IdempotentReplay.emit();
-    Ok(response)
-}
-
-/// The response a key's record keeps, byte for byte.
-pub fn recorded_response(record: &IdempotencyRecord) -> Response<Body> {
-    let mut response = Response::new(Body::Text(record.body.clone()));
-    *response.status_mut() = StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK);
+/// A write's answer as an HTTP response, byte for byte; a replay says so.
+pub fn answer_response(answer: &Answer) -> Response<Body> {
+    let mut response = Response::new(Body::Text(answer.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if answer.replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        Metric::IdempotentReplay.emit();
+    }
     response
 }
 
-/// The text of a response built here (always `Body::Text`).
-pub fn body_text(response: &Response<Body>) -> &str {
-    match response.body() {
-        Body::Text(text) => text,
-        _ => "",
+/// The attempt as a write answers it.
+pub fn attempt_answer(status: u16, attempt: &Attempt) -> Answer {
+    match serde_json::to_string(&attempt.view(View::Full)) {
+        Ok(body) => Answer::new(status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "response serialization failed");
+            error_answer(&ApiError::internal())
+        }
     }
 }
 

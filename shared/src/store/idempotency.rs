@@ -1,123 +1,55 @@
 //! Idempotency records and replay guards, each on a partition key of its own (derived from the
-//! key or the hash, the organization first), written in the attempt's transaction.
+//! key or the hash, the organization first).
 //!
-//! A key record is `in_flight` while its claim's request runs, then `done` with the response,
-//! written in the same transaction as the attempt. Every write to it is conditional on the
-//! claim token *and* on the record still being in flight, so a finished record is never
-//! changed again, and giving a key back also fences out a transaction still on its way:
-//! whichever of the two reaches the record first decides, and the other one fails.
+//! A key's record is written once, with the answer, conditional on the key being free (or
+//! expired): in the same transaction as the change it answers, or alone for a refusal. A
+//! duplicate request, concurrent or a retry, fails that condition and is given the record as
+//! it stands (DynamoDB returns it with the cancellation), so there is no claim to take, give
+//! back or fence: the change and its answer commit together or not at all.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure};
 
-use super::item::{corrupt, get_s, s};
+use super::item::{corrupt, get_s, s, Item};
 use super::keys::{guard_pk, key_pk, GUARD_SK, KEY_SK};
 use super::schema::*;
-use super::transact::{classify, put, Write};
+use super::transact::put;
 use super::{AttemptStore, StoreError};
 use crate::id::{AttemptId, OrganizationId};
-use crate::idempotency::{IdempotencyRecord, KeyClaim, KeyState, CLAIM_SECONDS};
+use crate::idempotency::{IdempotencyRecord, RequestToken};
 use crate::time::Timestamp;
 
-const IN_FLIGHT: &str = "in_flight";
-const DONE: &str = "done";
-/// Only the holder of the claim, and only while it is in flight.
-const HELD: &str = "claim = :token AND #state = :in_flight";
+/// The key is free: never written, or expired (TTL deletion lags behind).
+const KEY_FREE: &str = "attribute_not_exists(#pk) OR expires_at < :now";
 
 impl AttemptStore {
-    /// What `key` holds, unless it has expired (TTL deletion lags behind).
-    pub async fn key_state(
+    /// What `key` keeps, unless it has expired.
+    pub async fn read_key(
         &self,
         org: &OrganizationId,
         key: &str,
         now: Timestamp,
-    ) -> Result<Option<KeyState>, StoreError> {
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let Some(item) = self.read(key_pk(org, key), KEY_SK).await? else { return Ok(None) };
-        let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
-        let expires_at = number(TTL_ATTRIBUTE).ok_or_else(|| corrupt(TTL_ATTRIBUTE))?;
-        // Expired as `claim_key` sees it, to the second.
-        if expires_at < now.unix_seconds() {
-            return Ok(None);
-        }
-        let fingerprint = get_s(&item, "fingerprint")?.to_owned();
-        if get_s(&item, "state")? == IN_FLIGHT {
-            return Ok(Some(KeyState::InFlight { fingerprint }));
-        }
-        Ok(Some(KeyState::Done(IdempotencyRecord {
-            key: key.to_owned(),
-            token: get_s(&item, "claim")?.to_owned(),
-            fingerprint,
-            status: number("status").and_then(|n| u16::try_from(n).ok()).ok_or_else(|| corrupt("status"))?,
-            body: get_s(&item, "body")?.to_owned(),
-            expires_at,
-        })))
+        let record = record_from(&item, key)?;
+        // Expired as `KEY_FREE` sees it, to the second.
+        Ok((record.expires_at >= now.unix_seconds()).then_some(record))
     }
 
-    /// Takes the claim's key for a request now in flight, unless another holds it (or held it
-    /// and has not expired): then [`StoreError::IdempotencyKeyTaken`]. A transaction writing
-    /// the key at this moment is [`StoreError::IdempotencyKeyInUse`]. The claim may already
-    /// be there under its own token: the SDK's retry of a put whose answer was lost.
-    pub async fn claim_key(&self, org: &OrganizationId, claim: &KeyClaim, now: Timestamp) -> Result<(), StoreError> {
+    /// The record as a write of the key: only where the key is free.
+    pub(super) fn put_key(&self, org: &OrganizationId, key: &IdempotencyRecord) -> Result<Put, StoreError> {
         let item = HashMap::from([
-            (PARTITION_KEY.to_owned(), s(key_pk(org, &claim.key))),
+            (PARTITION_KEY.to_owned(), s(key_pk(org, &key.key))),
             (SORT_KEY.to_owned(), s(KEY_SK)),
-            ("state".to_owned(), s(IN_FLIGHT)),
-            ("claim".to_owned(), s(&claim.token)),
-            ("fingerprint".to_owned(), s(&claim.fingerprint)),
-            (TTL_ATTRIBUTE.to_owned(), AttributeValue::N((now.unix_seconds() + CLAIM_SECONDS).to_string())),
+            ("token".to_owned(), s(key.token.as_str())),
+            ("fingerprint".to_owned(), s(&key.fingerprint)),
+            ("status".to_owned(), AttributeValue::N(key.status.to_string())),
+            ("body".to_owned(), s(&key.body)),
+            (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(key.expires_at.to_string())),
         ]);
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(format!("attribute_not_exists(#pk) OR {TTL_ATTRIBUTE} < :now OR ({HELD})"))
-            .expression_attribute_names("#pk", PARTITION_KEY)
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":now", AttributeValue::N(now.unix_seconds().to_string()))
-            .expression_attribute_values(":token", s(&claim.token))
-            .expression_attribute_values(":in_flight", s(IN_FLIGHT))
-            .send();
-        match self.call(request).await? {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::IdempotencyKeyTaken)
-            }
-            Err(err) => match classify(err) {
-                StoreError::Contention => Err(StoreError::IdempotencyKeyInUse),
-                other => Err(other),
-            },
-        }
-    }
-
-    /// Keeps an outcome that was not a write (a refusal) under its claimed key.
-    pub async fn finish_key(&self, org: &OrganizationId, record: &IdempotencyRecord) -> Result<(), StoreError> {
-        self.transact(vec![Write::Key(self.put_key(org, record)?)]).await
-    }
-
-    /// Gives a claimed key back if its write has not happened, so that the write cannot commit
-    /// afterwards under this claim: `Ok(true)`. `Ok(false)` if the claim is no longer in
-    /// flight: its write committed (the record is `done` under this claim's token) or another
-    /// request took the key over. A transaction of this claim still running inside DynamoDB
-    /// makes it [`StoreError::Contention`]: try again.
-    pub async fn release_key(&self, org: &OrganizationId, claim: &KeyClaim) -> Result<bool, StoreError> {
-        let request = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, s(key_pk(org, &claim.key)))
-            .key(SORT_KEY, s(KEY_SK))
-            .condition_expression(HELD)
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":token", s(&claim.token))
-            .expression_attribute_values(":in_flight", s(IN_FLIGHT))
-            .send();
-        match self.call(request).await? {
-            Ok(_) => Ok(true),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
-            Err(err) => Err(classify(err)),
-        }
+        let now = AttributeValue::N(Timestamp::now().unix_seconds().to_string());
+        put(&self.table, item, KEY_FREE, &[(":now", now)])
     }
 
     pub(super) fn put_guard(&self, org: &OrganizationId, hash: &str, id: &AttemptId) -> Result<Put, StoreError> {
@@ -153,19 +85,17 @@ impl AttemptStore {
             .build()
             .map_err(|e| StoreError::Other(e.to_string()))
     }
+}
 
-    /// The finished record, written only by the holder of the claim while it is in flight.
-    pub(super) fn put_key(&self, org: &OrganizationId, key: &IdempotencyRecord) -> Result<Put, StoreError> {
-        let item = HashMap::from([
-            (PARTITION_KEY.to_owned(), s(key_pk(org, &key.key))),
-            (SORT_KEY.to_owned(), s(KEY_SK)),
-            ("state".to_owned(), s(DONE)),
-            ("claim".to_owned(), s(&key.token)),
-            ("fingerprint".to_owned(), s(&key.fingerprint)),
-            ("status".to_owned(), AttributeValue::N(key.status.to_string())),
-            ("body".to_owned(), s(&key.body)),
-            (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(key.expires_at.to_string())),
-        ]);
-        put(&self.table, item, HELD, &[(":token", s(&key.token)), (":in_flight", s(IN_FLIGHT))])
-    }
+/// A key's record as stored; `key` is the caller's key it was read under.
+pub(super) fn record_from(item: &Item, key: &str) -> Result<IdempotencyRecord, StoreError> {
+    let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    Ok(IdempotencyRecord {
+        key: key.to_owned(),
+        token: RequestToken::from_stored(get_s(item, "token")?),
+        fingerprint: get_s(item, "fingerprint")?.to_owned(),
+        status: number("status").and_then(|n| u16::try_from(n).ok()).ok_or_else(|| corrupt("status"))?,
+        body: get_s(item, "body")?.to_owned(),
+        expires_at: number(TTL_ATTRIBUTE).ok_or_else(|| corrupt(TTL_ATTRIBUTE))?,
+    })
 }

@@ -12,6 +12,7 @@ use super::schema::*;
 use super::StoreError;
 use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::idempotency::RequestToken;
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
 
@@ -39,6 +40,7 @@ fn change_item(c: &StatusChange) -> AttributeValue {
     m.insert("status".to_owned(), s(c.status.as_str()));
     put_opt(&mut m, "previous_status", c.previous_status.map(|p| p.as_str()));
     put_opt(&mut m, "receipt", c.receipt.as_deref().map(RawValue::get));
+    put_opt(&mut m, "written_by", c.written_by.as_ref().map(RequestToken::as_str));
     AttributeValue::M(m)
 }
 
@@ -129,6 +131,7 @@ fn change_from(item: &Item) -> Result<StatusChange, StoreError> {
         source,
         code,
         receipt: opt_parse(item, "receipt", |text| RawValue::from_string(text.to_owned()).ok())?,
+        written_by: opt_s(item, "written_by").map(RequestToken::from_stored),
     })
 }
 

@@ -8,7 +8,8 @@
 //! organization is in every key, so no request can reach another tenant's items.
 //!
 //! - [`keys`]: key formats; [`item`]: attempts to items and back;
-//! - [`transact`]: transactions and what a failure means; [`idempotency`]: keys and guards;
+//! - [`transact`]: transactions and what DynamoDB's answers say; [`write`]: creates, status
+//!   changes and refusals judged into a [`Written`]; [`idempotency`]: keys and guards;
 //! - [`list`]: pages, merged across shards; [`summary`]: counters, and keeping them.
 
 mod idempotency;
@@ -18,6 +19,7 @@ mod list;
 mod summarize;
 mod summary;
 mod transact;
+mod write;
 
 use std::future::Future;
 
@@ -27,13 +29,14 @@ use aws_sdk_dynamodb::Client;
 use tokio::time::Instant;
 
 use crate::attempt::{Attempt, Status};
+use crate::budget::Deadline;
 use crate::id::{AttemptId, OrganizationId};
-use crate::idempotency::IdempotencyRecord;
-use item::{from_item, s, to_item, Item};
+use item::{from_item, s, Item};
 use keys::{attempt_pk, attempt_sk, DEFAULT_SHARDS, MAX_SHARDS};
 pub use list::DEFAULT_MAX_READS;
-pub use summarize::{AttemptChange, Unsummarized};
-use transact::{classify, put, Write};
+pub use summarize::{AttemptChange, Recount, Unsummarized};
+use transact::classify;
+pub use write::Written;
 
 /// Key attribute and index names, as declared in `template.yaml`.
 pub mod schema {
@@ -49,37 +52,22 @@ use schema::*;
 /// How long init waits for [`AttemptStore::warm_up`].
 pub const WARM_UP_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A call that failed. What became of a write is a [`Written`], not an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Throttled after the SDK's retries, unreachable, timed out or failing on AWS's side: the
-    /// caller may retry. A write that fails this way may have been applied all the same.
+    /// caller may retry. For a write, its outcome is unknown.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// DynamoDB answered that another transaction was writing the item: this call wrote
+    /// nothing, and a retry may pass.
+    #[error("another transaction is writing the item")]
+    Contention,
     /// An item that does not decode: a bug or a hand edit, never the caller's fault.
     #[error("stored item is malformed: {0}")]
     Corrupt(String),
     #[error("storage request failed: {0}")]
     Other(String),
-    /// A pending or succeeded attempt of the organization already holds this request hash.
-    #[error("request_hash already held by {0}")]
-    DuplicateRequest(AttemptId),
-    /// Another request holds or has used this idempotency key.
-    #[error("idempotency key held by another request")]
-    IdempotencyKeyTaken,
-    /// A concurrent transaction is writing this idempotency key right now.
-    #[error("idempotency key in use by a request in flight")]
-    IdempotencyKeyInUse,
-    /// The attempt changed since it was read.
-    #[error("attempt changed since it was read")]
-    VersionConflict,
-    /// Another transaction was writing an item this call needed (DynamoDB's
-    /// `TransactionConflict`); nothing was written, a retry may pass.
-    #[error("transaction conflict on a shared item")]
-    Contention,
-    /// The counters already hold these attempts at these versions (a stream batch delivered
-    /// again): the summarizer leaves their changes out and goes on.
-    #[error("changes already counted: {0:?}")]
-    Counted(Vec<(AttemptId, u64)>),
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +79,8 @@ pub struct AttemptStore {
     max_reads: u32,
     /// When set, every call gives up at this instant (the request's time budget).
     deadline: Option<Instant>,
+    /// When set, reading back a write whose answer was lost may go on until this instant.
+    settle: Option<Instant>,
 }
 
 impl AttemptStore {
@@ -101,6 +91,7 @@ impl AttemptStore {
             shards: DEFAULT_SHARDS,
             max_reads: DEFAULT_MAX_READS,
             deadline: None,
+            settle: None,
         }
     }
 
@@ -121,6 +112,21 @@ impl AttemptStore {
         AttemptStore { deadline: Some(Instant::from_std(deadline)), ..self.clone() }
     }
 
+    /// The same store for one write: its calls end by the work deadline, and reading back a
+    /// write whose answer was lost by the settle deadline.
+    pub fn within(&self, deadline: Deadline) -> Self {
+        AttemptStore {
+            deadline: Some(Instant::from_std(deadline.work)),
+            settle: Some(Instant::from_std(deadline.settle)),
+            ..self.clone()
+        }
+    }
+
+    /// This store for reading back, until the settle deadline.
+    fn settling(&self) -> Self {
+        AttemptStore { deadline: self.settle.or(self.deadline), ..self.clone() }
+    }
+
     /// Sends one request within the deadline; the SDK's own error is left to the caller.
     async fn call<T, E>(
         &self,
@@ -138,48 +144,6 @@ impl AttemptStore {
     pub async fn pause(&self, pause: std::time::Duration) {
         let until = Instant::now() + pause;
         tokio::time::sleep_until(self.deadline.map_or(until, |deadline| deadline.min(until))).await;
-    }
-
-    /// Writes a new attempt, its replay guard and its idempotency record in one transaction;
-    /// never overwrites an attempt.
-    pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
-        let item = to_item(attempt, self.shards);
-        let mut writes = vec![Write::Attempt(put(&self.table, item, "attribute_not_exists(#pk)", &[])?)];
-        if let Some(hash) = attempt.request_hash.as_deref() {
-            let org = &attempt.organization_id;
-            // A held hash refuses any new attempt; only a pending or succeeded one takes it.
-            writes.push(if holds_guard(attempt.status) {
-                Write::Guard(self.put_guard(org, hash, &attempt.id)?)
-            } else {
-                Write::GuardFree(self.guard_free(org, hash)?)
-            });
-        }
-        if let Some(key) = key {
-            writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
-        }
-        self.transact(writes).await
-    }
-
-    /// Replaces `before` by `after` if nobody changed it in between (same version), releasing
-    /// the replay guard when the attempt stops holding it, with the idempotency record.
-    pub async fn update(
-        &self,
-        before: &Attempt,
-        after: &Attempt,
-        key: Option<&IdempotencyRecord>,
-    ) -> Result<(), StoreError> {
-        let version = aws_sdk_dynamodb::types::AttributeValue::N(before.version.to_string());
-        let condition = put(&self.table, to_item(after, self.shards), "#version = :version", &[(":version", version)])?;
-        let mut writes = vec![Write::Attempt(condition)];
-        if let Some(hash) = after.request_hash.as_deref() {
-            if holds_guard(before.status) && !holds_guard(after.status) {
-                writes.push(Write::ReleaseGuard(self.delete_guard(&after.organization_id, hash, &after.id)?));
-            }
-        }
-        if let Some(key) = key {
-            writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
-        }
-        self.transact(writes).await
     }
 
     /// Strongly consistent: an attempt just recorded is always found.
@@ -215,6 +179,6 @@ impl AttemptStore {
 }
 
 /// A pending or succeeded attempt holds its request hash; failed and released ones let go.
-fn holds_guard(status: Status) -> bool {
+pub(super) fn holds_guard(status: Status) -> bool {
     matches!(status, Status::Pending | Status::Succeeded)
 }

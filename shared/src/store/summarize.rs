@@ -1,12 +1,16 @@
-//! Keeping the counters from the table's stream.
+//! Keeping the counters from the table's stream, and catching them up from the table.
 //!
-//! A batch of attempt changes becomes a few transactions. Each adds its attempts' net moves to
-//! the counters they count in and records, per attempt, the last version counted (a marker on
-//! a key of its own, `ORG#<org>#SUMD#<id>`, conditional on holding an older one). A batch
-//! delivered again (a retry, a lost answer) finds its markers ahead, leaves those changes out
-//! and counts nothing twice; an attempt's changes reach the stream in order, so counting
-//! from its marker on is exact.
-
+//! Each attempt has a marker on a key of its own (`ORG#<org>#SUMD#<id>`): the version of the
+//! attempt the counters hold. A change is counted from the marker's version to the change's
+//! version, in one transaction with the marker's move, conditional on the marker being what
+//! was read. The status at any version is in the attempt's history (one entry per version),
+//! so the counting is exact whatever came before:
+//! - a batch delivered again (a retry, a lost answer) finds its markers ahead and counts
+//!   nothing twice;
+//! - a change that was never counted (its batch parked after its retries) is counted with
+//!   the attempt's next change, or by a recount ([`AttemptStore::recount`]), which reads
+//!   each attempt's marker and counts what it lacks. Markers never expire, so a recount can
+//!   tell counted from uncounted at any age.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::event::dynamodb::EventRecord;
@@ -16,10 +20,12 @@ use super::item::{corrupt, from_item, opt_s, s, Item};
 use super::keys::{summarized_pk, ATTEMPT_SK_PREFIX, SUMMARIZED_SK};
 use super::schema::*;
 use super::summary::{counter_keys, counter_shard, CounterKey};
-use super::transact::{put, Write};
+use super::transact::{conflicts_only, put, Reason, Transaction, Write};
 use super::{AttemptStore, StoreError};
 use crate::attempt::Attempt;
-use crate::summary::Summary;
+use crate::id::{OrganizationId, SessionId};
+use crate::page::{Cursor, ListQuery};
+use crate::summary::{Summary, SummaryScope};
 use crate::time::Timestamp;
 
 /// One attempt's change, as the table's stream tells it.
@@ -42,8 +48,19 @@ pub struct Unsummarized {
 
 /// Items one transaction may write.
 const TRANSACTION_ITEMS: usize = 100;
-/// Markers outlive the stream's 24 h retention, so no record can come back after its marker.
-const MARKER_SECONDS: i64 = 2 * 24 * 3600;
+
+/// An organization's or a session's counters caught up from its attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recount {
+    /// Attempts read.
+    pub attempts: usize,
+    /// Attempts whose changes the counters lacked, now counted.
+    pub caught_up: usize,
+    /// The totals of the attempts read.
+    pub walked: Summary,
+    /// The counters after catching up: equal to `walked` unless writes went on meanwhile.
+    pub counted: Summary,
+}
 
 impl AttemptChange {
     /// The attempt change a stream record carries; `None` for any other item (keys, guards,
@@ -67,52 +84,106 @@ impl AttemptChange {
     }
 }
 
-/// One attempt's changes in a batch, from the first not counted yet.
-struct Tally<'a> {
-    changes: Vec<&'a AttemptChange>,
+/// One attempt's counting to do: from the version the counters hold to its latest.
+struct Catchup<'a> {
+    latest: &'a Attempt,
+    /// The version the counters are taken to hold (its marker's; 0 for none).
+    from: u64,
+    /// Where the stream must start again if this fails (none for a recount).
+    sequence: Option<&'a str>,
 }
 
-impl Tally<'_> {
-    /// Leaves out the changes up to `version`, already counted.
-    fn counted_through(&mut self, version: u64) {
-        self.changes.retain(|c| c.after.version > version);
+impl Catchup<'_> {
+    fn is_done(&self) -> bool {
+        self.from >= self.latest.version
     }
 
-    /// What the counters move by: the attempt's state before its first change leaves its
-    /// status, its state after its last change enters one.
-    fn moves(&self) -> Option<(Option<&Attempt>, &Attempt)> {
-        let (first, last) = (self.changes.first()?, self.changes.last()?);
-        Some((first.before.as_ref(), &last.after))
+    /// The status the counters hold the attempt in: its status at version `from`.
+    fn counted_status(&self) -> Result<Option<crate::attempt::Status>, StoreError> {
+        let Some(index) = self.from.checked_sub(1) else { return Ok(None) };
+        let change = usize::try_from(index).ok().and_then(|i| self.latest.status_history.get(i));
+        change.map(|c| Some(c.status)).ok_or_else(|| corrupt("status_history shorter than the version"))
     }
 }
 
 impl AttemptStore {
     /// Adds the changes to the counters, each exactly once however often it is delivered.
     pub async fn summarize(&self, changes: &[AttemptChange], now: Timestamp) -> Result<(), Unsummarized> {
-        let mut tallies: Vec<Tally> = Vec::new();
+        let mut catchups: Vec<Catchup> = Vec::new();
         let mut by_attempt = HashMap::new();
         for change in changes {
             let key = (&change.after.organization_id, &change.after.id);
-            let index = *by_attempt.entry(key).or_insert_with(|| {
-                tallies.push(Tally { changes: Vec::new() });
-                tallies.len() - 1
-            });
-            tallies[index].changes.push(change);
+            match by_attempt.get(&key) {
+                Some(&index) => {
+                    let catchup: &mut Catchup = &mut catchups[index];
+                    catchup.latest = &change.after;
+                }
+                None => {
+                    by_attempt.insert(key, catchups.len());
+                    let from = change.before.as_ref().map_or(0, |before| before.version);
+                    catchups.push(Catchup { latest: &change.after, from, sequence: Some(&change.sequence) });
+                }
+            }
         }
-        // Transactions of whole attempts, in the order of their first change, so that a
-        // failure can name where the batch must start again; each holds a marker per attempt
-        // and the counters its attempts share.
-        let mut chunk: Vec<Tally> = Vec::new();
+        self.count(catchups, now).await
+    }
+
+    /// Catches the counters of `org` (or of one of its sessions) up with its attempts: reads
+    /// every attempt and its marker, and counts what the counters lack, as the summarizer
+    /// would have. Idempotent, and safe while writes and the summarizer go on (each catch-up
+    /// is conditional on the marker it read).
+    pub async fn recount(&self, org: &OrganizationId, session: Option<&SessionId>) -> Result<Recount, StoreError> {
+        let mut attempts = Vec::new();
+        let mut query = ListQuery { limit: 100, session_id: session.cloned(), ..ListQuery::default() };
+        loop {
+            let page = self.list(org, &query).await?;
+            let last = page.attempts.last().map(|a| a.id.clone());
+            attempts.extend(page.attempts);
+            match last.filter(|_| page.has_more) {
+                Some(last) => query.cursor = Some(Cursor::StartingAfter(last)),
+                None => break,
+            }
+        }
+        let mut walked = Summary::default();
+        let mut catchups = Vec::new();
+        for attempt in &attempts {
+            walked.add(attempt.status, 1, attempt.amount_usd.as_decimal());
+            let from = self.marker_version(attempt).await?;
+            if from < attempt.version {
+                catchups.push(Catchup { latest: attempt, from, sequence: None });
+            }
+        }
+        let caught_up = catchups.len();
+        self.count(catchups, Timestamp::now()).await.map_err(|e| e.error)?;
+        let scope = match session {
+            Some(session) => SummaryScope::Session(session.clone()),
+            None => SummaryScope::Organization { hours: None },
+        };
+        let counted = self.summary(org, &scope).await?;
+        Ok(Recount { attempts: attempts.len(), caught_up, walked, counted })
+    }
+
+    /// The version of `attempt` its marker says the counters hold; 0 for none.
+    async fn marker_version(&self, attempt: &Attempt) -> Result<u64, StoreError> {
+        let marker = self.read(summarized_pk(&attempt.organization_id, &attempt.id), SUMMARIZED_SK).await?;
+        marker.as_ref().map_or(Some(0), marker_of).ok_or_else(|| corrupt("summarized marker version"))
+    }
+
+    /// Counts the catch-ups in transactions of whole attempts, in order, so that a failure can
+    /// name where the batch must start again; each holds a marker per attempt and the
+    /// counters its attempts share.
+    async fn count(&self, catchups: Vec<Catchup<'_>>, now: Timestamp) -> Result<(), Unsummarized> {
+        let mut chunk: Vec<Catchup> = Vec::new();
         let mut counters = BTreeSet::new();
-        for tally in tallies {
-            let keys = tally.changes.first().map(|c| counter_keys(&c.after, 0)).unwrap_or_default();
+        for catchup in catchups {
+            let keys = counter_keys(catchup.latest, 0);
             let new_keys = keys.iter().filter(|k| !counters.contains(*k)).count();
             if chunk.len() + 1 + counters.len() + new_keys > TRANSACTION_ITEMS && !chunk.is_empty() {
                 self.count_chunk(std::mem::take(&mut chunk), now).await?;
                 counters.clear();
             }
             counters.extend(keys);
-            chunk.push(tally);
+            chunk.push(catchup);
         }
         if !chunk.is_empty() {
             self.count_chunk(chunk, now).await?;
@@ -120,76 +191,87 @@ impl AttemptStore {
         Ok(())
     }
 
-    async fn count_chunk(&self, mut chunk: Vec<Tally<'_>>, now: Timestamp) -> Result<(), Unsummarized> {
-        // Tallies are in the order of their first change: the chunk's first is where it starts.
-        let from_sequence = chunk.first().and_then(|t| t.changes.first()).map(|c| c.sequence.clone());
-        let from_sequence = from_sequence.unwrap_or_default();
+    async fn count_chunk(&self, mut chunk: Vec<Catchup<'_>>, now: Timestamp) -> Result<(), Unsummarized> {
+        // The chunk's first catch-up is where a stream retry starts.
+        let from_sequence = chunk.first().and_then(|c| c.sequence).unwrap_or_default().to_owned();
         let fail = |error| Unsummarized { from_sequence: from_sequence.clone(), error };
         loop {
-            let writes = self.chunk_writes(&chunk, now).map_err(fail)?;
+            chunk.retain(|c| !c.is_done());
+            let (writes, markers) = self.chunk_writes(&chunk, now).map_err(fail)?;
             if writes.is_empty() {
                 return Ok(());
             }
-            match self.transact(writes).await {
-                Ok(()) => return Ok(()),
-                // Delivered again: leave out what the counters hold, and count the rest.
-                Err(StoreError::Counted(counted)) => {
-                    for (id, version) in counted {
-                        let of_attempt = |t: &&mut Tally| t.changes.first().is_some_and(|c| c.after.id == id);
-                        chunk.iter_mut().filter(of_attempt).for_each(|t| t.counted_through(version));
-                    }
-                    chunk.retain(|t| !t.changes.is_empty());
+            let cancels = match self.transact(writes).await.map_err(fail)? {
+                Transaction::Committed => return Ok(()),
+                // Markers make a retry of this chunk exact, whatever the lost answer did.
+                Transaction::Unanswered(why) => return Err(fail(StoreError::Unavailable(why))),
+                Transaction::Cancelled(cancels) => cancels,
+            };
+            // A marker not as read: count from where it is (ahead: a delivery again; behind:
+            // a change never counted).
+            let mut moved = false;
+            for (cancel, &index) in cancels.iter().zip(&markers) {
+                if cancel.reason == Reason::ConditionFailed {
+                    let at = cancel.item.as_ref().map_or(Some(0), marker_of);
+                    chunk[index].from = at.ok_or_else(|| fail(corrupt("summarized marker version")))?;
+                    moved = true;
                 }
-                Err(error) => return Err(fail(error)),
+            }
+            if !moved {
+                let busy = conflicts_only(&cancels) || cancels.iter().any(|c| c.reason == Reason::Throttled);
+                let reasons: Vec<Reason> = cancels.iter().map(|c| c.reason).collect();
+                let why = format!("counters' transaction cancelled: {reasons:?}");
+                return Err(fail(if busy { StoreError::Unavailable(why) } else { StoreError::Other(why) }));
             }
         }
     }
 
-    /// The counter updates and markers of a chunk; none if nothing moves.
-    fn chunk_writes(&self, chunk: &[Tally], now: Timestamp) -> Result<Vec<Write>, StoreError> {
+    /// The marker and counter writes of a chunk (none if nothing moves), and for each of the
+    /// first writes (the markers) the catch-up it belongs to.
+    fn chunk_writes(&self, chunk: &[Catchup], now: Timestamp) -> Result<(Vec<Write>, Vec<usize>), StoreError> {
         let shard = counter_shard();
         let mut counters: BTreeMap<CounterKey, Summary> = BTreeMap::new();
-        let mut writes = Vec::new();
-        for tally in chunk {
-            let Some((before, after)) = tally.moves() else { continue };
-            if let Some(before) = before {
-                for key in counter_keys(before, shard) {
-                    counters.entry(key).or_default().add(before.status, -1, -before.amount_usd.as_decimal());
+        let (mut writes, mut markers) = (Vec::new(), Vec::new());
+        for (index, catchup) in chunk.iter().enumerate() {
+            let latest = catchup.latest;
+            let amount = latest.amount_usd.as_decimal();
+            for key in counter_keys(latest, shard) {
+                let moves = counters.entry(key).or_default();
+                if let Some(counted) = catchup.counted_status()? {
+                    moves.add(counted, -1, -amount);
                 }
+                moves.add(latest.status, 1, amount);
             }
-            for key in counter_keys(after, shard) {
-                counters.entry(key).or_default().add(after.status, 1, after.amount_usd.as_decimal());
-            }
-            writes.push(Write::Marker(self.marker(tally, after, now)?));
+            writes.push(Write::Marker(self.marker(catchup, now)?));
+            markers.push(index);
         }
         for (key, moves) in &counters {
             if !moves.nonzero().is_empty() {
-                writes.push(Write::Counter(self.count(key, moves)?));
+                writes.push(Write::Counter(self.count_update(key, moves)?));
             }
         }
-        Ok(writes)
+        Ok((writes, markers))
     }
 
-    /// Records `after.version` as counted, unless a version from this tally on already is.
-    fn marker(
-        &self,
-        tally: &Tally,
-        after: &Attempt,
-        now: Timestamp,
-    ) -> Result<aws_sdk_dynamodb::types::Put, StoreError> {
-        let first = tally.changes.first().map_or(after.version, |c| c.after.version);
+    /// Moves the marker to the latest version, if it is still where the catch-up read it.
+    fn marker(&self, catchup: &Catchup, now: Timestamp) -> Result<aws_sdk_dynamodb::types::Put, StoreError> {
+        let latest = catchup.latest;
         let item = HashMap::from([
-            (PARTITION_KEY.to_owned(), s(summarized_pk(&after.organization_id, &after.id))),
+            (PARTITION_KEY.to_owned(), s(summarized_pk(&latest.organization_id, &latest.id))),
             (SORT_KEY.to_owned(), s(SUMMARIZED_SK)),
-            ("attempt_id".to_owned(), s(after.id.as_str())),
-            ("version".to_owned(), AttributeValue::N(after.version.to_string())),
-            (TTL_ATTRIBUTE.to_owned(), AttributeValue::N((now.unix_seconds() + MARKER_SECONDS).to_string())),
+            ("attempt_id".to_owned(), s(latest.id.as_str())),
+            ("version".to_owned(), AttributeValue::N(latest.version.to_string())),
+            ("counted_at".to_owned(), s(now.to_string())),
         ]);
-        put(
-            &self.table,
-            item,
-            "attribute_not_exists(#pk) OR #version < :first",
-            &[(":first", AttributeValue::N(first.to_string()))],
-        )
+        if catchup.from == 0 {
+            put(&self.table, item, "attribute_not_exists(#pk)", &[])
+        } else {
+            put(&self.table, item, "#version = :from", &[(":from", AttributeValue::N(catchup.from.to_string()))])
+        }
     }
+}
+
+/// The version a marker item holds.
+fn marker_of(item: &Item) -> Option<u64> {
+    item.get("version").and_then(|v| v.as_n().ok()?.parse().ok())
 }

@@ -66,7 +66,7 @@ impl AttemptStore {
     }
 
     /// `ADD count_<status> ±n, amount_usd_<status> ±amount` on one counter item.
-    pub(super) fn count(&self, counter: &CounterKey, moves: &Summary) -> Result<Update, StoreError> {
+    pub(super) fn count_update(&self, counter: &CounterKey, moves: &Summary) -> Result<Update, StoreError> {
         let moves: Vec<(Status, i64, Decimal)> =
             moves.nonzero().into_iter().map(|(status, totals)| (status, totals.count, totals.amount_usd)).collect();
         let mut update = Update::builder()

@@ -1,4 +1,13 @@
-//! Transactions, and what DynamoDB's answer means for the caller.
+//! Transactions, and what DynamoDB's answers to them say.
+//!
+//! A transaction's outcome is known only from DynamoDB's answer to the last try that could
+//! have committed. The SDK retries a try whose answer was lost (a timeout, a dropped
+//! connection, a 5xx) under the same `ClientRequestToken`; real DynamoDB answers such a retry
+//! as it answered the first try for ten minutes, but a retry can still be cancelled, throttled
+//! or time out while the first try committed. So a cancellation is reported with its reasons
+//! for the caller to judge (a condition that failed on this request's own earlier change says
+//! it is stored), and anything else that is not a commit is [`Transaction::Unanswered`]: the
+//! caller reads back before it answers.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -8,44 +17,113 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
-use super::item::{opt_s, Item};
+use super::item::Item;
 use super::schema::PARTITION_KEY;
 use super::{AttemptStore, StoreError};
-use crate::id::AttemptId;
 use crate::metrics::Metric;
 
-/// Rounds a transaction is tried while shared counters are busy.
+/// Rounds a transaction is tried while other transactions hold its items.
 const CONTENTION_RETRIES: u32 = 6;
 
+/// What DynamoDB said of a transaction.
+pub(super) enum Transaction {
+    Committed,
+    /// DynamoDB answered the last round: it was cancelled, with a reason for each write. A
+    /// round of conflicts only is tried again, up to [`CONTENTION_RETRIES`] rounds.
+    Cancelled(Vec<Cancel>),
+    /// No answer to a try that could have committed, or one that does not say whether an
+    /// earlier try did: a timeout, a dropped connection, a 5xx, throttling after the SDK's
+    /// retries, `TransactionInProgressException`.
+    Unanswered(String),
+}
+
+/// Why one write of a cancelled transaction failed, as DynamoDB reports it.
+pub(super) struct Cancel {
+    pub kind: WriteKind,
+    pub reason: Reason,
+    /// The item as it was, when its condition failed.
+    pub item: Option<Item>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reason {
+    /// This write was fine; another one failed.
+    None,
+    ConditionFailed,
+    /// Another transaction was writing the item.
+    Conflict,
+    Throttled,
+    /// A reason that means a bug (a validation error, an item too large).
+    Other,
+}
+
+impl Cancel {
+    fn from(kind: WriteKind, reason: &CancellationReason) -> Self {
+        let code = reason.code().unwrap_or("None");
+        let reason_kind = match code {
+            "None" => Reason::None,
+            "ConditionalCheckFailed" => Reason::ConditionFailed,
+            "TransactionConflict" => Reason::Conflict,
+            "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded" => Reason::Throttled,
+            _ => Reason::Other,
+        };
+        Cancel { kind, reason: reason_kind, item: reason.item().cloned() }
+    }
+}
+
+/// Only conflicts (and writes that were fine): another round may pass.
+pub(super) fn conflicts_only(cancels: &[Cancel]) -> bool {
+    cancels.iter().all(|c| matches!(c.reason, Reason::None | Reason::Conflict))
+        && cancels.iter().any(|c| c.reason == Reason::Conflict)
+}
+
+/// The failed condition of the first write of `kind`, with the item it found.
+pub(super) fn condition_failed(cancels: &[Cancel], kind: WriteKind) -> Option<&Cancel> {
+    cancels.iter().find(|c| c.kind == kind && c.reason == Reason::ConditionFailed)
+}
+
 impl AttemptStore {
-    /// Runs the writes as one transaction. Its request token makes the SDK's own retries of it
-    /// idempotent: a retry after a lost response is answered as the first try was.
-    pub(super) async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    /// Runs the writes as one transaction, again while only conflicts with other transactions
+    /// cancel it. Each round has a request token of its own: the SDK's retries of a round
+    /// carry it, so that DynamoDB answers them as it answered the round's first try.
+    pub(super) async fn transact(&self, writes: Vec<Write>) -> Result<Transaction, StoreError> {
         let kinds: Vec<WriteKind> = writes.iter().map(Write::kind).collect();
         let items: Vec<TransactWriteItem> = writes.into_iter().map(Write::into_item).collect();
         let mut round = 0;
         loop {
-            // A fresh token each round: a cancelled transaction wrote nothing.
             let token = uuid::Uuid::now_v7().simple().to_string();
             let request = self.client.transact_write_items().set_transact_items(Some(items.clone()));
-            let err = match self.call(request.client_request_token(token).send()).await? {
-                Ok(_) => return Ok(()),
+            let sent = match self.call(request.client_request_token(token).send()).await {
+                Ok(sent) => sent,
+                Err(StoreError::Unavailable(why)) => return Ok(Transaction::Unanswered(why)),
+                Err(other) => return Err(other),
+            };
+            let err = match sent {
+                Ok(_) => return Ok(Transaction::Committed),
                 Err(err) => err,
             };
             let reasons = match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => e.cancellation_reasons().to_vec(),
-                _ => return Err(classify(err)),
-            };
-            match cancelled(&kinds, &reasons) {
-                // Shared counters were busy with another transaction: wait a little and retry.
-                StoreError::Contention if round + 1 < CONTENTION_RETRIES => {
-                    let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
-                    self.pause(std::time::Duration::from_millis((5 + jitter) << round)).await;
-                    round += 1;
+                _ => {
+                    return match classify(err) {
+                        StoreError::Unavailable(why) => Ok(Transaction::Unanswered(why)),
+                        other => Err(other),
+                    }
                 }
-                // The last round's contention too: the caller answers a 409 to retry.
-                other => return Err(other),
+            };
+            let cancels: Vec<Cancel> = kinds.iter().zip(&reasons).map(|(kind, r)| Cancel::from(*kind, r)).collect();
+            if cancels.iter().any(|c| c.reason == Reason::Conflict) {
+                Metric::DynamoDbConflict.emit();
             }
+            if cancels.iter().any(|c| c.reason == Reason::Throttled) {
+                Metric::DynamoDbThrottled.emit();
+            }
+            if !conflicts_only(&cancels) || round + 1 >= CONTENTION_RETRIES {
+                return Ok(Transaction::Cancelled(cancels));
+            }
+            let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
+            self.pause(std::time::Duration::from_millis((5 + jitter) << round)).await;
+            round += 1;
         }
     }
 }
@@ -73,7 +151,7 @@ pub(super) fn put(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriteKind {
+pub(super) enum WriteKind {
     Attempt,
     Guard,
     Key,
@@ -116,79 +194,22 @@ impl Write {
     }
 }
 
-/// Why a transaction was cancelled, from the reason DynamoDB gives for each of its writes.
-fn cancelled(kinds: &[WriteKind], reasons: &[CancellationReason]) -> StoreError {
-    if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
-        Metric::DynamoDbConflict.emit();
-    }
-    // The idempotency key speaks first: if a request with this key already committed, this
-    // one is its retry, whatever else its own writes ran into.
-    let key_taken = kinds
-        .iter()
-        .zip(reasons)
-        .any(|(kind, reason)| *kind == WriteKind::Key && reason.code() == Some("ConditionalCheckFailed"));
-    if key_taken {
-        return StoreError::IdempotencyKeyTaken;
-    }
-    let counted: Vec<_> = kinds
-        .iter()
-        .zip(reasons)
-        .filter(|(kind, reason)| **kind == WriteKind::Marker && reason.code() == Some("ConditionalCheckFailed"))
-        .map(|(_, reason)| {
-            let item = reason.item();
-            let id = item.and_then(|item| opt_s(item, "attempt_id")).and_then(AttemptId::parse);
-            let version = item.and_then(|item| item.get("version")).and_then(|v| v.as_n().ok()?.parse().ok());
-            id.zip(version)
-        })
-        .collect();
-    if !counted.is_empty() {
-        return counted.into_iter().collect::<Option<_>>().map_or_else(
-            || StoreError::Corrupt("summarized marker without attempt_id or version".to_owned()),
-            StoreError::Counted,
-        );
-    }
-    let mut contention = false;
-    for (kind, reason) in kinds.iter().zip(reasons) {
-        match (kind, reason.code().unwrap_or("None")) {
-            (_, "None") => {}
-            (WriteKind::Attempt, "ConditionalCheckFailed") => return StoreError::VersionConflict,
-            (WriteKind::Guard, "ConditionalCheckFailed") => {
-                let holder = reason.item().and_then(|item| opt_s(item, "attempt_id")).and_then(AttemptId::parse);
-                return match holder {
-                    Some(id) => StoreError::DuplicateRequest(id),
-                    None => StoreError::Corrupt("replay guard without attempt_id".to_owned()),
-                };
-            }
-            // The attempt itself is being written by someone else: an update re-reads it (a new
-            // attempt's item has no other writer).
-            (WriteKind::Attempt, "TransactionConflict") => return StoreError::VersionConflict,
-            // Anything else, the key included (only this claim's holder can write it): retry.
-            (_, "TransactionConflict") => contention = true,
-            (_, "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded") => {
-                Metric::DynamoDbThrottled.emit();
-                return StoreError::Unavailable(format!("transaction throttled on {kind:?}"));
-            }
-            (_, code) => return StoreError::Other(format!("transaction cancelled on {kind:?}: {code}")),
-        }
-    }
-    if contention {
-        StoreError::Contention
-    } else {
-        StoreError::Other("transaction cancelled without a reason".to_owned())
-    }
-}
-
 /// Maps an SDK failure to what the caller can do about it.
 pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<E, HttpResponse>) -> StoreError {
     const THROTTLED: [&str; 3] =
         ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"];
-    const RETRYABLE: [&str; 6] = [
+    // Unavailable: retryable, and for a write, of unknown outcome. A retry of a transaction
+    // while its first try still runs is `TransactionInProgressException`; a token that meets
+    // other parameters (`IdempotentParameterMismatchException`) does not say what its first
+    // use did either: both are resolved by reading back.
+    const UNKNOWN: [&str; 7] = [
         "ThrottlingException",
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
         "InternalServerError",
         "ServiceUnavailable",
         "TransactionInProgressException",
+        "IdempotentParameterMismatchException",
     ];
     if err.code() == Some("TransactionConflictException") {
         Metric::DynamoDbConflict.emit();
@@ -203,7 +224,7 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<
             if THROTTLED.contains(&code) {
                 Metric::DynamoDbThrottled.emit();
             }
-            if service.raw().status().is_server_error() || RETRYABLE.contains(&code) {
+            if service.raw().status().is_server_error() || UNKNOWN.contains(&code) {
                 StoreError::Unavailable(code.to_owned())
             } else {
                 StoreError::Other(format!("{code}: {}", service.err().message().unwrap_or("")))
@@ -217,7 +238,7 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<
 mod faults {
     use super::*;
     use crate::attempt::Attempt;
-    use crate::id::OrganizationId;
+    use crate::id::{AttemptId, OrganizationId};
     use aws_sdk_dynamodb::error::ErrorMetadata;
     use aws_sdk_dynamodb::operation::get_item::GetItemError;
     use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, ResourceNotFoundException};

@@ -1,0 +1,217 @@
+//! The write path: a new attempt, a status change, or a refusal kept under its key, each
+//! judged from DynamoDB's answers into a [`Written`], reading back when an answer was lost.
+//!
+//! One rule: a write is reported stored or not only when DynamoDB answered the last try that
+//! could have committed, or when reading back finds it. A request recognises its own change
+//! by what only it writes: its key's record (under its token), its new attempt's id, or its
+//! token in the status change it made.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::idempotency::record_from;
+use super::item::{from_item, opt_s, to_item};
+use super::transact::{condition_failed, conflicts_only, put, Cancel, Reason, Transaction, Write, WriteKind};
+use super::{holds_guard, AttemptStore, StoreError};
+use crate::attempt::Attempt;
+use crate::id::{AttemptId, OrganizationId};
+use crate::idempotency::{IdempotencyRecord, RequestToken};
+use crate::time::Timestamp;
+
+/// What became of a write, once DynamoDB's answers (and reading back, where one was lost)
+/// tell. Only [`Written::Unknown`] leaves the question open.
+#[derive(Debug)]
+pub enum Written {
+    /// This request's change is stored.
+    Applied,
+    /// The key already keeps an answer: this request's own (its token), or an earlier
+    /// request's. Nothing of this request was written.
+    Answered(IdempotencyRecord),
+    /// A pending or succeeded attempt already holds the request hash; nothing was written.
+    Duplicate(AttemptId),
+    /// The attempt is no longer as it was read (another request changed it); this is how it
+    /// is now. Nothing was written.
+    Moved(Box<Attempt>),
+    /// Other transactions held the items through every round, and reading back found
+    /// nothing of this request. `on_key`: a request with the same key is being written.
+    Busy { on_key: bool },
+    /// DynamoDB's answer was lost and reading back could not tell: the change may be stored.
+    Unknown(String),
+}
+
+/// What this request writes that no other does, to find its change by reading back.
+enum Mark<'a> {
+    Key(&'a OrganizationId, &'a IdempotencyRecord),
+    Created(&'a Attempt),
+    Changed(&'a Attempt, &'a RequestToken),
+}
+
+impl AttemptStore {
+    /// Writes a new attempt, its replay guard and its key's answer in one transaction; never
+    /// overwrites an attempt.
+    pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<Written, StoreError> {
+        let item = to_item(attempt, self.shards);
+        let mut writes = vec![Write::Attempt(put(&self.table, item, "attribute_not_exists(#pk)", &[])?)];
+        if let Some(hash) = attempt.request_hash.as_deref() {
+            let org = &attempt.organization_id;
+            // A held hash refuses any new attempt; only a pending or succeeded one takes it.
+            writes.push(if holds_guard(attempt.status) {
+                Write::Guard(self.put_guard(org, hash, &attempt.id)?)
+            } else {
+                Write::GuardFree(self.guard_free(org, hash)?)
+            });
+        }
+        if let Some(key) = key {
+            writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
+        }
+        let mark = key.map_or(Mark::Created(attempt), |key| Mark::Key(&attempt.organization_id, key));
+        let cancels = match self.transact(writes).await? {
+            Transaction::Committed => return Ok(Written::Applied),
+            Transaction::Unanswered(why) => return self.read_back(mark, Written::Unknown(why)).await,
+            Transaction::Cancelled(cancels) => cancels,
+        };
+        if let Some(written) = key_answer(&cancels, key)? {
+            return Ok(written);
+        }
+        // The attempt's id is this request's own: if it exists, this request wrote it.
+        if condition_failed(&cancels, WriteKind::Attempt).is_some() {
+            return Ok(Written::Applied);
+        }
+        if let Some(held) = condition_failed(&cancels, WriteKind::Guard) {
+            let holder = held.item.as_ref().and_then(|item| opt_s(item, "attempt_id")).and_then(AttemptId::parse);
+            return match holder {
+                Some(id) if id == attempt.id => Ok(Written::Applied),
+                Some(id) => Ok(Written::Duplicate(id)),
+                None => Err(StoreError::Corrupt("replay guard without attempt_id".to_owned())),
+            };
+        }
+        self.unsettled(&cancels, mark).await
+    }
+
+    /// Replaces `before` by `after` if nobody changed it in between (same version), releasing
+    /// the replay guard when the attempt stops holding it, with the key's answer. `after`'s
+    /// last status change names the request making it.
+    pub async fn update(
+        &self,
+        before: &Attempt,
+        after: &Attempt,
+        key: Option<&IdempotencyRecord>,
+    ) -> Result<Written, StoreError> {
+        let by = after
+            .status_history
+            .last()
+            .and_then(|change| change.written_by.as_ref())
+            .ok_or_else(|| StoreError::Other("a status change must name its request".to_owned()))?;
+        let version = AttributeValue::N(before.version.to_string());
+        let condition = put(&self.table, to_item(after, self.shards), "#version = :version", &[(":version", version)])?;
+        let mut writes = vec![Write::Attempt(condition)];
+        if let Some(hash) = after.request_hash.as_deref() {
+            if holds_guard(before.status) && !holds_guard(after.status) {
+                writes.push(Write::ReleaseGuard(self.delete_guard(&after.organization_id, hash, &after.id)?));
+            }
+        }
+        if let Some(key) = key {
+            writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
+        }
+        let mark = key.map_or(Mark::Changed(after, by), |key| Mark::Key(&after.organization_id, key));
+        let cancels = match self.transact(writes).await? {
+            Transaction::Committed => return Ok(Written::Applied),
+            Transaction::Unanswered(why) => return self.read_back(mark, Written::Unknown(why)).await,
+            Transaction::Cancelled(cancels) => cancels,
+        };
+        if let Some(written) = key_answer(&cancels, key)? {
+            return Ok(written);
+        }
+        if let Some(moved) = condition_failed(&cancels, WriteKind::Attempt) {
+            let now = moved.item.as_ref().ok_or_else(|| StoreError::Corrupt("a moved attempt's item".to_owned()))?;
+            let now = from_item(now)?;
+            // Moved by this very request: an earlier try of it committed, its answer lost.
+            return Ok(if now.changed_by(by) { Written::Applied } else { Written::Moved(Box::new(now)) });
+        }
+        self.unsettled(&cancels, mark).await
+    }
+
+    /// Keeps a refusal under its key, where the key is free: one conditional put. A key
+    /// already used answers with what it keeps.
+    pub async fn keep_answer(&self, org: &OrganizationId, record: &IdempotencyRecord) -> Result<Written, StoreError> {
+        let put = self.put_key(org, record)?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item))
+            .condition_expression(put.condition_expression.unwrap_or_default())
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send();
+        let mark = Mark::Key(org, record);
+        let err = match self.call(request).await {
+            Ok(Ok(_)) => return Ok(Written::Applied),
+            Ok(Err(err)) => err,
+            Err(StoreError::Unavailable(why)) => return self.read_back(mark, Written::Unknown(why)).await,
+            Err(other) => return Err(other),
+        };
+        if let Some(failed) = err.as_service_error().and_then(|e| match e {
+            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => Some(c),
+            _ => None,
+        }) {
+            let item = failed.item().ok_or_else(|| StoreError::Corrupt("a used key's record".to_owned()))?;
+            return Ok(Written::Answered(record_from(item, &record.key)?));
+        }
+        match super::transact::classify(err) {
+            StoreError::Unavailable(why) => self.read_back(mark, Written::Unknown(why)).await,
+            // A duplicate's transaction is writing the key right now.
+            StoreError::Contention => self.read_back(mark, Written::Busy { on_key: true }).await,
+            other => Err(other),
+        }
+    }
+
+    /// A cancellation that does not say whether an earlier try of this request committed
+    /// (conflicts through every round, throttling): read back.
+    async fn unsettled(&self, cancels: &[Cancel], mark: Mark<'_>) -> Result<Written, StoreError> {
+        if let Some(other) = cancels.iter().find(|c| c.reason == Reason::Other) {
+            return Err(StoreError::Other(format!("transaction cancelled on {:?}", other.kind)));
+        }
+        let otherwise = if conflicts_only(cancels) {
+            let on_key = cancels.iter().any(|c| c.kind == WriteKind::Key && c.reason == Reason::Conflict);
+            Written::Busy { on_key }
+        } else {
+            Written::Unknown("transaction throttled".to_owned())
+        };
+        self.read_back(mark, otherwise).await
+    }
+
+    /// Looks for this request's change, within the settle deadline: `otherwise` if it is not
+    /// there, [`Written::Unknown`] if the read fails too.
+    async fn read_back(&self, mark: Mark<'_>, otherwise: Written) -> Result<Written, StoreError> {
+        let store = self.settling();
+        let found = match mark {
+            Mark::Key(org, record) => {
+                store.read_key(org, &record.key, Timestamp::now()).await.map(|kept| kept.map(Written::Answered))
+            }
+            Mark::Created(attempt) => {
+                store.get(&attempt.organization_id, &attempt.id).await.map(|stored| stored.map(|_| Written::Applied))
+            }
+            Mark::Changed(after, by) => store
+                .get(&after.organization_id, &after.id)
+                .await
+                .map(|stored| stored.filter(|a| a.changed_by(by)).map(|_| Written::Applied)),
+        };
+        match found {
+            Ok(Some(written)) => Ok(written),
+            Ok(None) => Ok(otherwise),
+            Err(StoreError::Unavailable(why)) => Ok(Written::Unknown(why)),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// The key speaks first: if it is taken, this request's writes did not commit in this try
+/// (or did, in an earlier one: then the record is under its own token).
+fn key_answer(cancels: &[Cancel], key: Option<&IdempotencyRecord>) -> Result<Option<Written>, StoreError> {
+    let (Some(key), Some(taken)) = (key, condition_failed(cancels, WriteKind::Key)) else { return Ok(None) };
+    let item = taken.item.as_ref().ok_or_else(|| StoreError::Corrupt("a used key's record".to_owned()))?;
+    Ok(Some(Written::Answered(record_from(item, &key.key)?)))
+}
