@@ -264,9 +264,9 @@ async fn a_transaction_conflict_is_a_retryable_409_that_is_not_kept() {
     assert_eq!(ran.status, 201, "the temporary 409 was not kept: {}", ran.text);
     assert!(ran.headers.get("idempotent-replayed").is_none());
     assert_replayed(&svc.post_keyed(ORG, LIST, &body, "conflict-key").await, &ran.text, 201);
-    // On the attempt in every round, without a key: another request is writing it.
+    // On the attempt, without a key (one PutItem): another transaction is writing it.
     let body = attempt_body(None, "8");
-    proxy.inject(Some("TransactWriteItems"), Fault::Cancelled(&["TransactionConflict"]), None);
+    proxy.inject(Some("PutItem"), Fault::Error { status: 400, code: "TransactionConflictException" }, None);
     let refused = svc.post(ORG, LIST, &body).await;
     assert_eq!((refused.status, refused.error().0.as_str()), (409, "concurrent_update"), "{}", refused.text);
     proxy.heal();
@@ -306,12 +306,16 @@ async fn a_change_whose_answer_was_lost_is_never_refused_by_a_later_try() {
         proxy.heal();
         assert_eq!(unkeyed.status, 200, "unkeyed settle, then {what}: {}", unkeyed.text);
         assert_eq!(unkeyed.text, svc.get(ORG, &target).await.text);
-
-        // A create without a key: its attempt's id is its own.
-        proxy.inject(Some("TransactWriteItems"), Fault::DropAfterSend, Some(1));
-        proxy.inject(Some("TransactWriteItems"), fault.clone(), None);
-        let body = attempt_body(None, "4");
-        let made = svc.post(ORG, LIST, &body).await;
+    }
+    // A create without a key or hash is one PutItem: its attempt's id is its own.
+    let after_the_put: [(&str, Fault); 2] = [
+        ("conflict", Fault::Error { status: 400, code: "TransactionConflictException" }),
+        ("throttled", Fault::Error { status: 400, code: "ProvisionedThroughputExceededException" }),
+    ];
+    for (what, fault) in after_the_put {
+        proxy.inject(Some("PutItem"), Fault::DropAfterSend, Some(1));
+        proxy.inject(Some("PutItem"), fault, None);
+        let made = svc.post(ORG, LIST, &attempt_body(None, "4")).await;
         proxy.heal();
         assert_eq!(made.status, 201, "unkeyed create, then {what}: {}", made.text);
         let shown = svc.get(ORG, &format!("{LIST}/{}", made.json()["id"].as_str().unwrap())).await;

@@ -11,6 +11,7 @@
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
@@ -124,6 +125,47 @@ impl AttemptStore {
             let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
             self.pause(std::time::Duration::from_millis((5 + jitter) << round)).await;
             round += 1;
+        }
+    }
+}
+
+/// What DynamoDB said of one conditional put sent alone.
+pub(super) enum Single {
+    Written,
+    /// The condition failed; the item as it was, if there was one.
+    ConditionFailed(Option<Item>),
+    /// A transaction was writing the item: nothing was written.
+    Conflict,
+    /// No answer to a try that could have written it.
+    Unanswered(String),
+}
+
+impl AttemptStore {
+    /// Sends one conditional put on its own (a PutItem: half a transaction's write units).
+    pub(super) async fn put_alone(&self, put: Put) -> Result<Single, StoreError> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send();
+        let err = match self.call(request).await {
+            Ok(Ok(_)) => return Ok(Single::Written),
+            Ok(Err(err)) => err,
+            Err(StoreError::Unavailable(why)) => return Ok(Single::Unanswered(why)),
+            Err(other) => return Err(other),
+        };
+        if let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error() {
+            return Ok(Single::ConditionFailed(failed.item().cloned()));
+        }
+        match classify(err) {
+            StoreError::Unavailable(why) => Ok(Single::Unanswered(why)),
+            StoreError::Contention => Ok(Single::Conflict),
+            other => Err(other),
         }
     }
 }
@@ -285,5 +327,57 @@ mod faults {
             .then_error(|| GetItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build()));
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule]);
         assert!(matches!(get(&AttemptStore::new(client, "t")).await, Err(StoreError::Other(_))));
+    }
+
+    /// What real DynamoDB adds and DynamoDB Local does not show: a retry meeting its first try
+    /// still running, or a request token met with other parameters. Neither says whether the
+    /// write committed: the create reads its key back, and answers what it finds.
+    #[tokio::test]
+    async fn a_transaction_in_progress_or_a_token_mismatch_is_read_back() {
+        use crate::command::NewAttempt;
+        use crate::idempotency::{Answer, KeyedRequest};
+        use crate::store::Written;
+        use crate::time::Timestamp;
+        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+        use aws_sdk_dynamodb::types::error::{IdempotentParameterMismatchException, TransactionInProgressException};
+
+        let in_progress = || {
+            let meta = ErrorMetadata::builder().code("TransactionInProgressException").build();
+            E::TransactionInProgressException(TransactionInProgressException::builder().meta(meta).build())
+        };
+        let mismatch = || {
+            let meta = ErrorMetadata::builder().code("IdempotentParameterMismatchException").build();
+            E::IdempotentParameterMismatchException(IdempotentParameterMismatchException::builder().meta(meta).build())
+        };
+        let body = br#"{"capability": "c", "operation": "o", "amount_usd": 1, "target_url": "https://x.example/"}"#;
+        let org = OrganizationId::parse("org_acme").unwrap();
+        let now = Timestamp::now();
+        let attempt = NewAttempt::from_json(body).unwrap().into_attempt(org.clone(), now);
+        let request = KeyedRequest::new(Some("k".to_owned()), "create", body);
+        let record = request.record(&Answer::new(201, "{}".to_owned()), now).unwrap();
+        for (what, error) in [("in progress", in_progress as fn() -> E), ("mismatch", mismatch)] {
+            // Not found on reading back: unknown, a 503 to retry under the key.
+            let write = mock!(Client::transact_write_items).sequence().error(error).times(3).build();
+            let read = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&write, &read]);
+            let written = AttemptStore::new(client, "t").create(&attempt, Some(&record)).await.unwrap();
+            assert!(matches!(written, Written::Unknown(_)), "{what}: {written:?}");
+            assert_eq!(read.num_calls(), 1, "{what}: read back once");
+            // Found under this request's token: the change is stored.
+            let item = super::super::item::Item::from([
+                ("token".to_owned(), AttributeValue::S(record.token.as_str().to_owned())),
+                ("fingerprint".to_owned(), AttributeValue::S(record.fingerprint.clone())),
+                ("status".to_owned(), AttributeValue::N("201".to_owned())),
+                ("body".to_owned(), AttributeValue::S("{}".to_owned())),
+                ("expires_at".to_owned(), AttributeValue::N(record.expires_at.to_string())),
+            ]);
+            let write = mock!(Client::transact_write_items).sequence().error(error).times(3).build();
+            let read = mock!(Client::get_item)
+                .then_output(move || GetItemOutput::builder().set_item(Some(item.clone())).build());
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&write, &read]);
+            let written = AttemptStore::new(client, "t").create(&attempt, Some(&record)).await.unwrap();
+            assert!(matches!(&written, Written::Answered(kept) if kept.token == record.token), "{what}: {written:?}");
+        }
     }
 }

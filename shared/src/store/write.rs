@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::idempotency::record_from;
 use super::item::{from_item, opt_s, to_item};
-use super::transact::{condition_failed, conflicts_only, put, Cancel, Reason, Transaction, Write, WriteKind};
+use super::transact::{condition_failed, conflicts_only, put, Cancel, Reason, Single, Transaction, Write, WriteKind};
 use super::{holds_guard, AttemptStore, StoreError};
 use crate::attempt::Attempt;
 use crate::id::{AttemptId, OrganizationId};
@@ -46,24 +46,36 @@ enum Mark<'a> {
 }
 
 impl AttemptStore {
-    /// Writes a new attempt, its replay guard and its key's answer in one transaction; never
-    /// overwrites an attempt.
+    /// Writes a new attempt, its replay guard and its key's answer in one transaction (alone,
+    /// one conditional put); never overwrites an attempt.
     pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<Written, StoreError> {
         let item = to_item(attempt, self.shards);
-        let mut writes = vec![Write::Attempt(put(&self.table, item, "attribute_not_exists(#pk)", &[])?)];
+        let attempt_put = put(&self.table, item, "attribute_not_exists(#pk)", &[])?;
+        let mut others = Vec::new();
         if let Some(hash) = attempt.request_hash.as_deref() {
             let org = &attempt.organization_id;
             // A held hash refuses any new attempt; only a pending or succeeded one takes it.
-            writes.push(if holds_guard(attempt.status) {
+            others.push(if holds_guard(attempt.status) {
                 Write::Guard(self.put_guard(org, hash, &attempt.id)?)
             } else {
                 Write::GuardFree(self.guard_free(org, hash)?)
             });
         }
         if let Some(key) = key {
-            writes.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
+            others.push(Write::Key(self.put_key(&attempt.organization_id, key)?));
         }
         let mark = key.map_or(Mark::Created(attempt), |key| Mark::Key(&attempt.organization_id, key));
+        if others.is_empty() {
+            // Nothing else to write: one conditional put. The id is this request's own, so a
+            // failed condition means an earlier try of it wrote the attempt.
+            return match self.put_alone(attempt_put).await? {
+                Single::Written | Single::ConditionFailed(_) => Ok(Written::Applied),
+                Single::Conflict => self.read_back(mark, Written::Busy { on_key: false }).await,
+                Single::Unanswered(why) => self.read_back(mark, Written::Unknown(why)).await,
+            };
+        }
+        let mut writes = vec![Write::Attempt(attempt_put)];
+        writes.extend(others);
         let cancels = match self.transact(writes).await? {
             Transaction::Committed => return Ok(Written::Applied),
             Transaction::Unanswered(why) => return self.read_back(mark, Written::Unknown(why)).await,
@@ -133,38 +145,14 @@ impl AttemptStore {
     /// Keeps a refusal under its key, where the key is free: one conditional put. A key
     /// already used answers with what it keeps.
     pub async fn keep_answer(&self, org: &OrganizationId, record: &IdempotencyRecord) -> Result<Written, StoreError> {
-        let put = self.put_key(org, record)?;
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(put.item))
-            .condition_expression(put.condition_expression.unwrap_or_default())
-            .set_expression_attribute_names(put.expression_attribute_names)
-            .set_expression_attribute_values(put.expression_attribute_values)
-            .return_values_on_condition_check_failure(
-                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-            )
-            .send();
         let mark = Mark::Key(org, record);
-        let err = match self.call(request).await {
-            Ok(Ok(_)) => return Ok(Written::Applied),
-            Ok(Err(err)) => err,
-            Err(StoreError::Unavailable(why)) => return self.read_back(mark, Written::Unknown(why)).await,
-            Err(other) => return Err(other),
-        };
-        if let Some(failed) = err.as_service_error().and_then(|e| match e {
-            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => Some(c),
-            _ => None,
-        }) {
-            let item = failed.item().ok_or_else(|| StoreError::Corrupt("a used key's record".to_owned()))?;
-            return Ok(Written::Answered(record_from(item, &record.key)?));
-        }
-        match super::transact::classify(err) {
-            StoreError::Unavailable(why) => self.read_back(mark, Written::Unknown(why)).await,
+        match self.put_alone(self.put_key(org, record)?).await? {
+            Single::Written => Ok(Written::Applied),
+            Single::ConditionFailed(Some(item)) => Ok(Written::Answered(record_from(&item, &record.key)?)),
+            Single::ConditionFailed(None) => Err(StoreError::Corrupt("a used key without its record".to_owned())),
             // A duplicate's transaction is writing the key right now.
-            StoreError::Contention => self.read_back(mark, Written::Busy { on_key: true }).await,
-            other => Err(other),
+            Single::Conflict => self.read_back(mark, Written::Busy { on_key: true }).await,
+            Single::Unanswered(why) => self.read_back(mark, Written::Unknown(why)).await,
         }
     }
 
