@@ -332,3 +332,96 @@ async fn summary_hours_end_at_their_last_millisecond() {
         svc.get(ORG, &format!("/v1/payments/attempts/summary?created[gte]={h}&created[lt]={}", end(745))).await;
     assert_eq!((refused.status, refused.error().1.as_deref()), (400, Some("created[gte]")));
 }
+
+/// `count` attempts of the organization with full metadata (about 8 KB), or the largest
+/// quote-heavy bodies the API takes; written by 8 writers at once.
+async fn seed_heavy(store: &AttemptStore, org: &OrganizationId, count: usize, quotes: bool) {
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, org) = (store.clone(), org.clone());
+            tokio::spawn(async move {
+                for i in (w..count).step_by(8) {
+                    let session = if quotes { "session_big".to_owned() } else { format!("session_s{}", i % 4) };
+                    let mut body = common::attempt_body(Some(&session), "0.5");
+                    // Stripe's limits: 50 keys, values of 500 characters.
+                    let value = if quotes { "\"".repeat(500) } else { "m".repeat(500) };
+                    let keys = if quotes { 50 } else { 16 };
+                    let metadata: serde_json::Map<_, _> = (0..keys).map(|k| (format!("k{k}"), json!(value))).collect();
+                    body["metadata"] = metadata.into();
+                    if quotes {
+                        body["receipt"] = json!({ "q": "\"".repeat(8_000) });
+                    }
+                    let attempt = NewAttempt::from_json(body.to_string().as_bytes())
+                        .unwrap()
+                        .into_attempt(org.clone(), Timestamp::now());
+                    store.create(&attempt, None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}
+
+/// A member listing with a filter that matches nothing, over 1,600 attempts of about 8 KB:
+/// every page stops at the request's read budget and says where to go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reads_at_most_its_budget_whatever_its_filters() {
+    let svc = common::service().await;
+    let org = OrganizationId::parse("org_budget").unwrap();
+    seed_heavy(&svc.store, &org, 1_600, false).await;
+    let mut query = ListQuery { capability: Some("paid_nothing".to_owned()), ..ListQuery::default() };
+    let (mut pages, mut worst, mut total) = (0, 0.0f64, 0.0);
+    loop {
+        let page = svc.store.list(&org, &query).await.unwrap();
+        pages += 1;
+        assert!(page.attempts.is_empty());
+        assert!(page.read_units <= payment_attempts::store::READ_UNITS_PER_REQUEST, "{} RCU", page.read_units);
+        worst = worst.max(page.read_units);
+        total += page.read_units;
+        match page.resume {
+            Some(cursor) => {
+                assert!(page.has_more, "a page cut by its budget says there is more");
+                query.cursor = Some(cursor);
+            }
+            None => break,
+        }
+        assert!(pages < 100, "the walk ends");
+    }
+    assert!(pages > 1, "the budget cut the walk into pages");
+    println!("read budget: a filter matching none of 1,600 attempts of ~8 KB: {pages} pages, at most {worst:.0} RCU a page, {total:.0} RCU in all");
+}
+
+/// Attempts carrying the largest, quote-heavy bodies the API takes, in one session (one
+/// Query reads them all within the read budget): no page exceeds what a Lambda function may
+/// return, and the walk still finds each attempt once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_page_exceeds_a_lambda_response() {
+    let svc = common::service().await;
+    let org = "org_bytes";
+    seed_heavy(&svc.store, &OrganizationId::parse(org).unwrap(), 60, true).await;
+    let (mut seen, mut pages, mut largest) = (std::collections::HashSet::new(), 0, 0);
+    let mut cursor = String::new();
+    loop {
+        let reply = svc.get(org, &format!("/v1/payments/attempts?limit=100&session_id=session_big{cursor}")).await;
+        assert_eq!(reply.status, 200);
+        // As Lambda carries it: the body escaped again inside the response payload.
+        let payload = reply.text.len() + reply.text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
+        assert!(payload < 6 * 1024 * 1024 - 64 * 1024, "{payload} bytes");
+        largest = largest.max(payload);
+        pages += 1;
+        let page = reply.json();
+        let rows = page["data"].as_array().unwrap();
+        for row in rows {
+            assert!(seen.insert(row["id"].as_str().unwrap().to_owned()), "listed twice");
+        }
+        if page["has_more"] != json!(true) {
+            break;
+        }
+        cursor = format!("&starting_after={}", rows.last().unwrap()["id"].as_str().unwrap());
+    }
+    assert_eq!(seen.len(), 60);
+    assert!(pages > 1 && largest > 5_000_000, "a page of 100 such rows does not fit: it ended early, full");
+    println!("page bytes: 60 attempts of the largest quote-heavy bodies, limit=100: {pages} pages, the largest {largest} bytes as a Lambda payload");
+}

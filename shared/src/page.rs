@@ -75,6 +75,10 @@ pub struct Page {
     pub has_more: bool,
     /// Set when a filtered page stopped at the read bound before it was full: where to go on.
     pub resume: Option<Cursor>,
-    /// DynamoDB Query calls this page took.
+    /// DynamoDB Query calls this page took, and the read units they were charged.
     pub reads: u32,
+    pub read_units: f64,
+    /// The direction walked: newest first (the first page, `starting_after`), or oldest
+    /// first from an `ending_before` cursor (the rows are still shown newest first).
+    pub newest_first: bool,
 }

@@ -129,10 +129,11 @@ impl Writer {
             return Err(refusal);
         };
         match Box::pin(self.store.keep_answer(org, &record)).await? {
-            Written::Answered(kept) if kept.token != request.token => {
-                request.answer_from(&kept).ok_or_else(ApiError::idempotency_mismatch)
-            }
-            Written::Applied | Written::Answered(_) => Err(refusal),
+            Written::Applied => Err(refusal),
+            // What the key keeps is the answer: another request's, this refusal (its put's
+            // answer was lost), or this request's own change, stored by a try whose answer
+            // was lost before the refusal was computed.
+            Written::Answered(kept) => request.answer_from(&kept).ok_or_else(ApiError::idempotency_mismatch),
             Written::Busy { .. } => Err(ApiError::idempotency_key_in_use()),
             // Not kept: a retry decides again.
             Written::Unknown(why) => Err(ApiError { cause: Some(why), ..ApiError::unavailable() }),

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 
 use super::item::{corrupt, from_item, opt_s, s, Item};
 use super::keys::{session_key, shard_pk, ATTEMPT_SK_PREFIX};
@@ -22,6 +22,12 @@ use crate::page::{Cursor, ListQuery, Page};
 const MAX_ROWS_PER_READ: usize = 1000;
 /// Rounds of Query calls one list request makes at most (each round's calls run in parallel).
 pub const DEFAULT_MAX_READS: u32 = 10;
+/// Read units one list request may spend: 4 MB of strongly consistent reads, whatever its
+/// filters and data, so that no request costs the table a thousand others.
+pub const READ_UNITS_PER_REQUEST: f64 = 1024.0;
+/// The read units of the largest attempt item, before a request has seen any: three receipts
+/// (the attempt's and two in its history), full metadata and the rest, in 4 KB units.
+const LARGEST_ROW_UNITS: f64 = ((3 * crate::validation::MAX_RECEIPT_BYTES + 50 * 540 + 4096) / 4096 + 1) as f64;
 /// What a shard reads after its first read, unfiltered: the page rarely needs more of it.
 const REFILL_ROWS: usize = 2;
 
@@ -58,7 +64,10 @@ impl AttemptStore {
     ///
     /// Session and creation-time bounds are key conditions; status and capability filter the
     /// rows read, and reading goes on until the page is full or the range ends, for at most
-    /// `max_reads` rounds of Query calls (then `resume` says where to go on).
+    /// `max_reads` rounds of Query calls and [`READ_UNITS_PER_REQUEST`] read units (then
+    /// `resume` says where to go on). Each round's row limits are cut to what the units left
+    /// can pay for: at the largest row's cost before any row was read, then at twice the
+    /// request's own average.
     pub async fn list(&self, org: &OrganizationId, query: &ListQuery) -> Result<Page, StoreError> {
         let (mut low, mut high) = query.created.id_bounds();
         // The cursor's own row is excluded by the key range: ids are adjacent in hex.
@@ -73,7 +82,8 @@ impl AttemptStore {
                 false
             }
         };
-        let mut page = Page { attempts: Vec::new(), has_more: false, resume: None, reads: 0 };
+        let mut page =
+            Page { attempts: Vec::new(), has_more: false, resume: None, reads: 0, read_units: 0.0, newest_first };
         if low > high {
             return Ok(page);
         }
@@ -116,6 +126,7 @@ impl AttemptStore {
             .collect();
         let single = lanes.len() == 1;
         let mut rounds = 0;
+        let (mut spent, mut rows_read) = (0.0, 0usize);
         loop {
             place(&mut lanes, &mut page.attempts, wanted, newest_first);
             if page.attempts.len() == wanted {
@@ -125,7 +136,14 @@ impl AttemptStore {
             if needed.is_empty() {
                 break;
             }
-            if rounds == self.max_reads {
+            let left = READ_UNITS_PER_REQUEST - spent;
+            let per_row = if rows_read == 0 { LARGEST_ROW_UNITS } else { (2.0 * spent / rows_read as f64).max(0.5) };
+            // Every lane reads at least one row first (the page needs a row of each, and a cursor
+            // where each stopped); after that, a round that cannot afford a row a lane waits
+            // for the next page.
+            let affordable = (left / needed.len() as f64 / per_row).floor();
+            let affordable = if rounds == 0 { affordable.max(1.0) } else { affordable };
+            if rounds == self.max_reads || affordable < 1.0 {
                 // Stopped short of a full page: go on after the last row every lane has read.
                 let read_through = lanes.iter().filter(|l| !l.done).filter_map(|l| l.last_read.clone());
                 let resume = if newest_first { read_through.max() } else { read_through.min() };
@@ -135,12 +153,16 @@ impl AttemptStore {
                 page.has_more = true;
                 break;
             }
-            let reads = needed.iter().map(|&i| walk.read(&lanes[i]));
+            let limit = |lane: &Lane| lane.limit.min(affordable as usize);
+            let reads = needed.iter().map(|&i| walk.read(&lanes[i], limit(&lanes[i])));
             let results = futures_util::future::join_all(reads).await;
             rounds += 1;
             for (i, result) in needed.into_iter().zip(results) {
-                let (rows, start_key) = result?;
+                let Read { rows, start_key, rows_read: read, units } = result?;
                 page.reads += 1;
+                page.read_units += units;
+                spent += units;
+                rows_read += read;
                 let lane = &mut lanes[i];
                 if let Some(key) = &start_key {
                     let last = opt_s(key, walk.sort_key_name).map(|k| k.trim_start_matches(walk.sort_key_prefix));
@@ -218,9 +240,18 @@ fn lanes_needed(lanes: &[Lane], missing: usize, newest_first: bool) -> Vec<usize
         .collect()
 }
 
+/// One Query's rows that match the filters, where its reading stopped, the rows it read
+/// before the filter, and the read units DynamoDB charged.
+struct Read {
+    rows: Vec<Attempt>,
+    start_key: Option<Item>,
+    rows_read: usize,
+    units: f64,
+}
+
 impl Walk<'_> {
-    /// The lane's next rows that match the filters, and where its reading stopped.
-    async fn read(&self, lane: &Lane) -> Result<(Vec<Attempt>, Option<Item>), StoreError> {
+    /// The lane's next `limit` rows (counted before the filter) that match the filters.
+    async fn read(&self, lane: &Lane, limit: usize) -> Result<Read, StoreError> {
         let store = self.store;
         let mut request = store
             .client
@@ -239,7 +270,8 @@ impl Walk<'_> {
             .set_filter_expression(self.filter.clone())
             .scan_index_forward(!self.newest_first)
             // Limit counts rows read before the filter.
-            .limit(i32::try_from(lane.limit.max(1)).unwrap_or(i32::MAX))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .set_exclusive_start_key(lane.start_key.clone());
         for (placeholder, attribute) in [("#status", "status"), ("#capability", "capability")] {
             if self.filter.as_deref().is_some_and(|f| f.contains(placeholder)) {
@@ -251,7 +283,9 @@ impl Walk<'_> {
         }
         let out = store.call(request.send()).await?.map_err(classify)?;
         let rows = out.items().iter().map(from_item).collect::<Result<_, _>>()?;
-        Ok((rows, out.last_evaluated_key))
+        let units = out.consumed_capacity().and_then(|c| c.capacity_units()).unwrap_or(0.0);
+        let rows_read = usize::try_from(out.scanned_count()).unwrap_or(0);
+        Ok(Read { rows, start_key: out.last_evaluated_key, rows_read, units })
     }
 }
 

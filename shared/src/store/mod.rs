@@ -33,7 +33,7 @@ use crate::budget::Deadline;
 use crate::id::{AttemptId, OrganizationId};
 use item::{from_item, s, Item};
 use keys::{attempt_pk, attempt_sk, DEFAULT_SHARDS, MAX_SHARDS};
-pub use list::DEFAULT_MAX_READS;
+pub use list::{DEFAULT_MAX_READS, READ_UNITS_PER_REQUEST};
 pub use summarize::{AttemptChange, Recount, Unsummarized};
 use transact::classify;
 pub use write::Written;

@@ -137,10 +137,11 @@ impl AttemptStore {
         let mut query = ListQuery { limit: 100, session_id: session.cloned(), ..ListQuery::default() };
         loop {
             let page = self.list(org, &query).await?;
-            let last = page.attempts.last().map(|a| a.id.clone());
+            let last = page.attempts.last().map(|a| Cursor::StartingAfter(a.id.clone()));
             attempts.extend(page.attempts);
-            match last.filter(|_| page.has_more) {
-                Some(last) => query.cursor = Some(Cursor::StartingAfter(last)),
+            // A page cut short by its read budget says where to go on.
+            match page.resume.or(last).filter(|_| page.has_more) {
+                Some(cursor) => query.cursor = Some(cursor),
                 None => break,
             }
         }
@@ -205,7 +206,7 @@ impl AttemptStore {
                 Transaction::Committed => return Ok(()),
                 // Markers make a retry of this chunk exact, whatever the lost answer did.
                 Transaction::Unanswered(why) => return Err(fail(StoreError::Unavailable(why))),
-                Transaction::Cancelled(cancels) => cancels,
+                Transaction::Cancelled { cancels, .. } => cancels,
             };
             // A marker not as read: count from where it is (ahead: a delivery again; behind:
             // a change never counted).
@@ -213,7 +214,13 @@ impl AttemptStore {
             for (cancel, &index) in cancels.iter().zip(&markers) {
                 if cancel.reason == Reason::ConditionFailed {
                     let at = cancel.item.as_ref().map_or(Some(0), marker_of);
-                    chunk[index].from = at.ok_or_else(|| fail(corrupt("summarized marker version")))?;
+                    let at = at.ok_or_else(|| fail(corrupt("summarized marker version")))?;
+                    // The marker is not where this try expected, so it has moved: the same
+                    // place again would loop.
+                    if at == chunk[index].from {
+                        return Err(fail(corrupt("summarized marker failed its condition at its own version")));
+                    }
+                    chunk[index].from = at;
                     moved = true;
                 }
             }

@@ -10,6 +10,7 @@
 //! caller reads back before it answers.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -25,16 +26,22 @@ use crate::metrics::Metric;
 
 /// Rounds a transaction is tried while other transactions hold its items.
 const CONTENTION_RETRIES: u32 = 6;
+/// Tries of one round under its token, when an answer does not come or says to retry.
+const TRIES_PER_ROUND: u32 = 3;
 
 /// What DynamoDB said of a transaction.
 pub(super) enum Transaction {
     Committed,
-    /// DynamoDB answered the last round: it was cancelled, with a reason for each write. A
-    /// round of conflicts only is tried again, up to [`CONTENTION_RETRIES`] rounds.
-    Cancelled(Vec<Cancel>),
-    /// No answer to a try that could have committed, or one that does not say whether an
-    /// earlier try did: a timeout, a dropped connection, a 5xx, throttling after the SDK's
-    /// retries, `TransactionInProgressException`.
+    /// DynamoDB answered the last try: it was cancelled, with a reason for each write. A
+    /// round of conflicts only is tried again, up to [`CONTENTION_RETRIES`] rounds, unless an
+    /// earlier try's answer was lost: then `after_lost_answer`, and that earlier try may
+    /// still commit, so only what the reasons show of this request's own change is known.
+    Cancelled {
+        cancels: Vec<Cancel>,
+        after_lost_answer: bool,
+    },
+    /// No answer to the last try that could have committed: a timeout, a dropped connection,
+    /// a 5xx, `TransactionInProgressException`, or throttling through every try.
     Unanswered(String),
 }
 
@@ -85,32 +92,50 @@ pub(super) fn condition_failed(cancels: &[Cancel], kind: WriteKind) -> Option<&C
 
 impl AttemptStore {
     /// Runs the writes as one transaction, again while only conflicts with other transactions
-    /// cancel it. Each round has a request token of its own: the SDK's retries of a round
-    /// carry it, so that DynamoDB answers them as it answered the round's first try.
+    /// cancel it. Each round has a request token of its own, and its tries carry it, so that
+    /// DynamoDB answers a try after a lost answer as it answered the first. The SDK does not
+    /// retry transactions itself: the store must know whether an answer was lost.
     pub(super) async fn transact(&self, writes: Vec<Write>) -> Result<Transaction, StoreError> {
         let kinds: Vec<WriteKind> = writes.iter().map(Write::kind).collect();
         let items: Vec<TransactWriteItem> = writes.into_iter().map(Write::into_item).collect();
+        let mut lost: Option<String> = None;
         let mut round = 0;
         loop {
             let token = uuid::Uuid::now_v7().simple().to_string();
-            let request = self.client.transact_write_items().set_transact_items(Some(items.clone()));
-            let sent = match self.call(request.client_request_token(token).send()).await {
-                Ok(sent) => sent,
-                Err(StoreError::Unavailable(why)) => return Ok(Transaction::Unanswered(why)),
-                Err(other) => return Err(other),
-            };
-            let err = match sent {
-                Ok(_) => return Ok(Transaction::Committed),
-                Err(err) => err,
-            };
-            let reasons = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => e.cancellation_reasons().to_vec(),
-                _ => {
-                    return match classify(err) {
-                        StoreError::Unavailable(why) => Ok(Transaction::Unanswered(why)),
-                        other => Err(other),
-                    }
+            let mut tries = 0;
+            let reasons = loop {
+                let request = self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()))
+                    .client_request_token(&token)
+                    .customize()
+                    .config_override(aws_sdk_dynamodb::config::Builder::new().retry_config(RetryConfig::disabled()));
+                let err = match self.call(request.send()).await {
+                    Ok(Ok(_)) => return Ok(Transaction::Committed),
+                    Ok(Err(err)) => err,
+                    // Out of time: whatever is on its way may still commit.
+                    Err(StoreError::Unavailable(why)) => return Ok(Transaction::Unanswered(lost.unwrap_or(why))),
+                    Err(other) => return Err(other),
+                };
+                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
+                    break e.cancellation_reasons().to_vec();
                 }
+                // Throttled as a whole: DynamoDB did not run it. Anything else may have committed.
+                let throttled = err.code().is_some_and(|code| THROTTLED.contains(&code));
+                let why = match classify(err) {
+                    StoreError::Unavailable(why) => why,
+                    other => return Err(other),
+                };
+                if !throttled {
+                    lost = Some(why.clone());
+                }
+                tries += 1;
+                if tries == TRIES_PER_ROUND {
+                    return Ok(Transaction::Unanswered(lost.unwrap_or(why)));
+                }
+                let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
+                self.pause(std::time::Duration::from_millis((20 + jitter) << tries)).await;
             };
             let cancels: Vec<Cancel> = kinds.iter().zip(&reasons).map(|(kind, r)| Cancel::from(*kind, r)).collect();
             if cancels.iter().any(|c| c.reason == Reason::Conflict) {
@@ -119,8 +144,11 @@ impl AttemptStore {
             if cancels.iter().any(|c| c.reason == Reason::Throttled) {
                 Metric::DynamoDbThrottled.emit();
             }
-            if !conflicts_only(&cancels) || round + 1 >= CONTENTION_RETRIES {
-                return Ok(Transaction::Cancelled(cancels));
+            // After a lost answer no new round starts: its try may still commit, and the
+            // caller must judge this cancellation knowing that.
+            let after_lost_answer = lost.is_some();
+            if after_lost_answer || !conflicts_only(&cancels) || round + 1 >= CONTENTION_RETRIES {
+                return Ok(Transaction::Cancelled { cancels, after_lost_answer });
             }
             let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
             self.pause(std::time::Duration::from_millis((5 + jitter) << round)).await;
@@ -237,9 +265,9 @@ impl Write {
 }
 
 /// Maps an SDK failure to what the caller can do about it.
+const THROTTLED: [&str; 3] = ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"];
+
 pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<E, HttpResponse>) -> StoreError {
-    const THROTTLED: [&str; 3] =
-        ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"];
     // Unavailable: retryable, and for a write, of unknown outcome. A retry of a transaction
     // while its first try still runs is `TransactionInProgressException`; a token that meets
     // other parameters (`IdempotentParameterMismatchException`) does not say what its first

@@ -76,15 +76,15 @@ impl AttemptStore {
         }
         let mut writes = vec![Write::Attempt(attempt_put)];
         writes.extend(others);
-        let cancels = match self.transact(writes).await? {
+        let (cancels, after_lost_answer) = match self.transact(writes).await? {
             Transaction::Committed => return Ok(Written::Applied),
             Transaction::Unanswered(why) => return self.read_back(mark, Written::Unknown(why)).await,
-            Transaction::Cancelled(cancels) => cancels,
+            Transaction::Cancelled { cancels, after_lost_answer } => (cancels, after_lost_answer),
         };
+        // The key, or this request's own attempt id: what is stored says who wrote it.
         if let Some(written) = key_answer(&cancels, key)? {
             return Ok(written);
         }
-        // The attempt's id is this request's own: if it exists, this request wrote it.
         if condition_failed(&cancels, WriteKind::Attempt).is_some() {
             return Ok(Written::Applied);
         }
@@ -92,11 +92,16 @@ impl AttemptStore {
             let holder = held.item.as_ref().and_then(|item| opt_s(item, "attempt_id")).and_then(AttemptId::parse);
             return match holder {
                 Some(id) if id == attempt.id => Ok(Written::Applied),
+                // A try whose answer was lost may still commit once the holder lets go: not
+                // a refusal yet.
+                Some(_) if after_lost_answer => {
+                    self.read_back(mark, Written::Unknown("after a lost answer".to_owned())).await
+                }
                 Some(id) => Ok(Written::Duplicate(id)),
                 None => Err(StoreError::Corrupt("replay guard without attempt_id".to_owned())),
             };
         }
-        self.unsettled(&cancels, mark).await
+        self.unsettled(&cancels, after_lost_answer, mark).await
     }
 
     /// Replaces `before` by `after` if nobody changed it in between (same version), releasing
@@ -125,10 +130,10 @@ impl AttemptStore {
             writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
         }
         let mark = key.map_or(Mark::Changed(after, by), |key| Mark::Key(&after.organization_id, key));
-        let cancels = match self.transact(writes).await? {
+        let (cancels, after_lost_answer) = match self.transact(writes).await? {
             Transaction::Committed => return Ok(Written::Applied),
             Transaction::Unanswered(why) => return self.read_back(mark, Written::Unknown(why)).await,
-            Transaction::Cancelled(cancels) => cancels,
+            Transaction::Cancelled { cancels, after_lost_answer } => (cancels, after_lost_answer),
         };
         if let Some(written) = key_answer(&cancels, key)? {
             return Ok(written);
@@ -137,9 +142,11 @@ impl AttemptStore {
             let now = moved.item.as_ref().ok_or_else(|| StoreError::Corrupt("a moved attempt's item".to_owned()))?;
             let now = from_item(now)?;
             // Moved by this very request: an earlier try of it committed, its answer lost.
+            // Moved by another: no try of this request can commit any more (its version is
+            // gone), so the lifecycle may answer from the attempt as it now is.
             return Ok(if now.changed_by(by) { Written::Applied } else { Written::Moved(Box::new(now)) });
         }
-        self.unsettled(&cancels, mark).await
+        self.unsettled(&cancels, after_lost_answer, mark).await
     }
 
     /// Keeps a refusal under its key, where the key is free: one conditional put. A key
@@ -156,13 +163,22 @@ impl AttemptStore {
         }
     }
 
-    /// A cancellation that does not say whether an earlier try of this request committed
-    /// (conflicts through every round, throttling): read back.
-    async fn unsettled(&self, cancels: &[Cancel], mark: Mark<'_>) -> Result<Written, StoreError> {
-        if let Some(other) = cancels.iter().find(|c| c.reason == Reason::Other) {
-            return Err(StoreError::Other(format!("transaction cancelled on {:?}", other.kind)));
+    /// A cancellation that does not say whether this request's change is stored (conflicts
+    /// through every round, throttling, or anything after a lost answer): read back.
+    async fn unsettled(
+        &self,
+        cancels: &[Cancel],
+        after_lost_answer: bool,
+        mark: Mark<'_>,
+    ) -> Result<Written, StoreError> {
+        // A reason that means a bug, or a condition no rule expects to fail (a guard's release).
+        let unexpected = |c: &&Cancel| matches!(c.reason, Reason::Other | Reason::ConditionFailed);
+        if let Some(other) = cancels.iter().find(unexpected) {
+            return Err(StoreError::Other(format!("transaction cancelled on {:?}: {:?}", other.kind, other.reason)));
         }
-        let otherwise = if conflicts_only(cancels) {
+        let otherwise = if after_lost_answer {
+            Written::Unknown("a transaction cancelled after a lost answer".to_owned())
+        } else if conflicts_only(cancels) {
             let on_key = cancels.iter().any(|c| c.kind == WriteKind::Key && c.reason == Reason::Conflict);
             Written::Busy { on_key }
         } else {
