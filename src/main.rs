@@ -66,7 +66,7 @@ async fn serve(settings: Settings) -> Result<()> {
         settings.table_name,
         template.routes.len()
     );
-    let store = AttemptStore::new(client, &settings.table_name).with_shards(settings.attempt_shards);
+    let store = AttemptStore::new(client, &settings.table_name);
     // Summaries follow the stream as on Lambda: the mapping polls it 4 times a second.
     let mapping = Arc::new(StreamMapping::new(&template, &endpoint, &settings.table_name, store.clone()).await?);
     let summarizer = mapping.spawn(std::time::Duration::from_millis(250));

@@ -28,6 +28,8 @@ fn answer_by() -> Duration {
 async fn proxied() -> (FaultProxy, Service) {
     let proxy = FaultProxy::start(&engine_endpoint()).await;
     let svc = service_on(proxy.endpoint()).await;
+    // The organization's layout is read before faults start, as a warm function has it.
+    svc.store.layout(&payment_attempts::OrganizationId::parse(ORG).unwrap()).await.unwrap();
     (proxy, svc)
 }
 

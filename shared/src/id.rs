@@ -36,6 +36,11 @@ impl AttemptId {
         AttemptId(format!("{ATTEMPT_PREFIX}{}", Uuid::from_bytes(bytes).simple()))
     }
 
+    /// The creation instant the id carries, in milliseconds since the epoch.
+    pub fn created_ms(&self) -> i64 {
+        i64::from_str_radix(&self.0[ATTEMPT_PREFIX.len()..ATTEMPT_PREFIX.len() + 12], 16).unwrap_or(0)
+    }
+
     /// The id's last byte: what the store picks the attempt's shard with.
     pub fn spread(&self) -> u8 {
         u8::from_str_radix(&self.0[self.0.len() - 2..], 16).unwrap_or(0)

@@ -15,6 +15,7 @@ pub mod command;
 pub mod http;
 pub mod id;
 pub mod idempotency;
+pub mod layout;
 pub mod metrics;
 pub mod money;
 pub mod page;

@@ -89,7 +89,7 @@ pub async fn init() -> Result<(&'static AttemptStore, &'static Settings), String
 /// request. Against DynamoDB Local, which has no TLS, it adds about 2 ms to init (BENCHMARKS.md).
 pub async fn store(settings: &Settings) -> Result<AttemptStore, String> {
     let client = dynamodb_client(aws_config::defaults(BehaviorVersion::latest())).await?;
-    let store = AttemptStore::new(client, &settings.table_name).with_shards(settings.attempt_shards);
+    let store = AttemptStore::new(client, &settings.table_name);
     store.warm_up().await;
     Ok(store)
 }

@@ -53,13 +53,22 @@ pub async fn service_on(endpoint: &str) -> Service {
 
 /// A service on its own new table in `endpoint`'s engine, calling it through `client`.
 pub async fn service_with_client(endpoint: &str, client: Client) -> Service {
+    service_with(endpoint, client, |store| store).await
+}
+
+/// A service on its own new table, through `client`, its store set up by `configure`.
+pub async fn service_with(
+    endpoint: &str,
+    client: Client,
+    configure: impl FnOnce(AttemptStore) -> AttemptStore,
+) -> Service {
     // Handlers log as JSON lines; cargo shows them for failing tests only.
     let _ = tracing_subscriber::fmt().json().with_test_writer().try_init();
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let table = format!("attempts-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
     let template = template();
     template.create_table(&client, &table).await.expect("table created from template.yaml");
-    let store = AttemptStore::new(client.clone(), &table);
+    let store = configure(AttemptStore::new(client.clone(), &table));
     let settings = Settings { trusted_writer_roles: vec![TRUSTED_ROLE.to_owned()], ..Settings::new(&table) };
     let api = LocalApi::new(&template, store.clone(), settings);
     let mapping = StreamMapping::new(&template, endpoint, &table, store.clone()).await.expect("the table has a stream");

@@ -3,7 +3,7 @@
 //!
 //! Records `SCALE_ATTEMPTS` attempts (default 300) for one organization, each created and then
 //! settled with an Idempotency-Key and a request_hash, over 20 sessions, through the same
-//! handlers the Lambdas run, over `ATTEMPT_SHARDS` shards (default 16); the summarizer counts
+//! handlers the Lambdas run, the organization grown to `SCALE_SHARDS` shards (default 16) first; the summarizer counts
 //! the creates, then the settles, from the stream in the template's batches; then walks the organization's list
 //! in pages of 50, lists one session, and retrieves attempts. Prints the write units per
 //! attempt in all (the summarizer's included) and on the hottest partition key (and the
@@ -78,8 +78,13 @@ async fn main() -> Result<(), Error> {
         "TABLE_NAME" => Some(TABLE.to_owned()),
         _ => std::env::var(name).ok(),
     })?;
-    let shards = settings.attempt_shards;
-    let store = AttemptStore::new(client, TABLE).with_shards(shards);
+    let shards: u16 = std::env::var("SCALE_SHARDS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    // A short time to live: the layouts grow in a blink.
+    let store = AttemptStore::new(client, TABLE).with_layout_ttl(std::time::Duration::from_millis(50));
+    for org in [ORG, "org_manywriters"] {
+        store.grow(&OrganizationId::parse(org).ok_or("org id")?, shards).await?;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let mapping = StreamMapping::new(&template, proxy.endpoint(), TABLE, store.clone()).await?;
     let batch_size = template.stream_mapping.as_ref().map_or(0, |m| m.batch_size);
     let api = LocalApi::new(&template, store.clone(), settings);

@@ -12,7 +12,8 @@ use payment_attempts::budget::Deadline;
 use payment_attempts::metrics::Metric;
 use payment_attempts::store::AttemptChange;
 use payment_attempts::time::Timestamp;
-use payment_attempts::AttemptStore;
+use payment_attempts::{AttemptStore, OrganizationId};
+use std::collections::BTreeMap;
 
 /// Counts one batch, within the invocation's time.
 pub async fn handle(
@@ -47,6 +48,7 @@ pub async fn summarize(store: &AttemptStore, event: &Event) -> DynamoDbEventResp
     let failed_from = match store.summarize(&changes, Timestamp::now()).await {
         Ok(()) => {
             Metric::SummarizerBatch { counted: changes.len(), left_out }.emit();
+            grow_busy_organizations(store, &changes).await;
             None
         }
         Err(unsummarized) => {
@@ -63,4 +65,33 @@ pub async fn summarize(store: &AttemptStore, event: &Event) -> DynamoDbEventResp
         tracing::info!(records = event.records.len(), changes = changes.len(), "batch counted");
     }
     response
+}
+
+/// Grows the layout of an organization whose changes in this batch came at a sustained rate
+/// near its shards' capacity (`Layout::wanted`). A batch holds one stream shard's records,
+/// so the rate seen is at most the organization's. Best effort: the batch is counted either
+/// way, and an operator can grow a layout too (`admin grow`).
+async fn grow_busy_organizations(store: &AttemptStore, changes: &[AttemptChange]) {
+    let mut by_org: BTreeMap<&OrganizationId, (usize, i64, i64)> = BTreeMap::new();
+    for change in changes {
+        let at = change.after.updated_at.unix_millis();
+        let seen = by_org.entry(&change.after.organization_id).or_insert((0, at, at));
+        *seen = (seen.0 + 1, seen.1.min(at), seen.2.max(at));
+    }
+    for (org, (count, first, last)) in by_org {
+        let grown = match store.layout(org).await {
+            Ok(layout) => match layout.wanted(count, last - first) {
+                Some(shards) => store.grow(org, shards).await.map(|layout| Some((shards, layout))),
+                None => Ok(None),
+            },
+            Err(error) => Err(error),
+        };
+        match grown {
+            Ok(Some((shards, layout))) => {
+                tracing::info!(organization_id = %org, shards, steps = ?layout.steps(), changes = count, span_ms = last - first, "organization layout grown")
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(organization_id = %org, %error, "organization layout not grown"),
+        }
+    }
 }

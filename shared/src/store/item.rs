@@ -13,6 +13,7 @@ use super::StoreError;
 use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
 use crate::idempotency::RequestToken;
+use crate::layout::Layout;
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
 
@@ -44,10 +45,10 @@ fn change_item(c: &StatusChange) -> AttributeValue {
     AttributeValue::M(m)
 }
 
-/// The attempt's item in its shard (one of `shards`).
-pub(super) fn to_item(a: &Attempt, shards: u16) -> HashMap<String, AttributeValue> {
+/// The attempt's item in its shard, by its organization's layout.
+pub(super) fn to_item(a: &Attempt, layout: &Layout) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
-        (PARTITION_KEY.to_owned(), s(attempt_pk(&a.organization_id, &a.id, shards))),
+        (PARTITION_KEY.to_owned(), s(attempt_pk(&a.organization_id, &a.id, layout))),
         (SORT_KEY.to_owned(), s(attempt_sk(&a.id))),
         ("id".to_owned(), s(a.id.as_str())),
         ("organization_id".to_owned(), s(a.organization_id.as_str())),
@@ -193,7 +194,8 @@ mod tests {
         });
         let org = OrganizationId::parse("org_acme").unwrap();
         let a = NewAttempt::from_json(body.to_string().as_bytes()).unwrap().into_attempt(org, Timestamp::now());
-        let item = to_item(&a, 16);
+        let sixteen = Layout::default().grown(16, 1).unwrap();
+        let item = to_item(&a, &sixteen);
         let shard = u16::from(a.id.spread()) % 16;
         assert_eq!(item["pk"].as_s().unwrap(), &format!("ORG#org_acme#ATT#{shard:03}"));
         assert_eq!(item["sk"].as_s().unwrap(), &format!("ATT#{}", a.id));
@@ -209,6 +211,6 @@ mod tests {
         let body = serde_json::json!({"capability": "c", "operation": "o", "amount_usd": 1, "target_url": "https://x.example/"});
         let org = OrganizationId::parse("org_acme").unwrap();
         let a = NewAttempt::from_json(body.to_string().as_bytes()).unwrap().into_attempt(org, Timestamp::now());
-        assert!(!to_item(&a, 16).contains_key(SESSION_PARTITION_KEY));
+        assert!(!to_item(&a, &Layout::default()).contains_key(SESSION_PARTITION_KEY));
     }
 }

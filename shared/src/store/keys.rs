@@ -4,6 +4,7 @@
 //! | item | `pk` | `sk` |
 //! |---|---|---|
 //! | attempt | `ORG#<org>#ATT#<shard>` (one of the organization's shards, by id) | `ATT#<id>` |
+//! | layout (its shards over time) | `ORG#<org>#LAYOUT` | `LAYOUT` |
 //! | idempotency record | `ORG#<org>#IDEM#<key>` | `IDEM` |
 //! | replay guard | `ORG#<org>#HASH#<request_hash>` | `HASH` |
 //! | summarized version | `ORG#<org>#SUMD#<id>` | `SUMD` |
@@ -14,29 +15,26 @@
 //! organizations never contain `#` (`crate::id`), so no text can reach another key's space.
 
 use crate::id::{AttemptId, OrganizationId, SessionId};
+use crate::layout::Layout;
 
 /// Attempts sort by `ATT#<id>` in their shard; the stream filter matches this prefix too.
 pub(super) const ATTEMPT_SK_PREFIX: &str = "ATT#";
 pub(super) const KEY_SK: &str = "IDEM";
 pub(super) const GUARD_SK: &str = "HASH";
 pub(super) const SUMMARIZED_SK: &str = "SUMD";
-
-/// Attempts are spread over this many partition keys per organization unless set otherwise.
-pub const DEFAULT_SHARDS: u16 = 16;
-/// The most shards an organization can have: an attempt's shard comes from one byte of its id.
-pub const MAX_SHARDS: u16 = 256;
-
-/// Which of `shards` holds the attempt: its id's last byte, which ids take in turns.
-pub(super) fn shard_of(id: &AttemptId, shards: u16) -> u16 {
-    u16::from(id.spread()) % shards.clamp(1, MAX_SHARDS)
-}
+pub(super) const LAYOUT_SK: &str = "LAYOUT";
 
 pub(super) fn shard_pk(org: &OrganizationId, shard: u16) -> String {
     format!("ORG#{org}#ATT#{shard:03}")
 }
 
-pub(super) fn attempt_pk(org: &OrganizationId, id: &AttemptId, shards: u16) -> String {
-    shard_pk(org, shard_of(id, shards))
+/// The attempt's shard: its id's last byte, modulo the shards in force when it was created.
+pub(super) fn attempt_pk(org: &OrganizationId, id: &AttemptId, layout: &Layout) -> String {
+    shard_pk(org, layout.shard(id.created_ms(), id.spread()))
+}
+
+pub(super) fn layout_pk(org: &OrganizationId) -> String {
+    format!("ORG#{org}#LAYOUT")
 }
 
 pub(super) fn attempt_sk(id: &AttemptId) -> String {

@@ -1,6 +1,7 @@
 //! Pages of attempts, newest first, with key-based cursors.
 //!
-//! A page is a lazy merge of lanes: the organization's shards, or the one session partition
+//! A page is a lazy merge of lanes: the shards of the organization's layout that its range
+//! overlaps (each from the step it exists from), or the one session partition
 //! of the session index. Each lane is read in id order a few rows at a time, the lanes that
 //! could still hold a row of the page in parallel, and a row is placed once every lane has
 //! read past it. Cursors stay plain attempt ids: ids are unique and time-ordered across shards.
@@ -34,6 +35,8 @@ const REFILL_ROWS: usize = 2;
 /// One partition read in id order, a few rows at a time.
 struct Lane {
     partition_key: String,
+    /// The lowest sort key it can hold in the range (a shard exists from its step on).
+    low: String,
     /// Rows read that match the filters and are not placed yet, in walk order.
     pending: VecDeque<Attempt>,
     /// The last row read (matching or not): the lane's unread rows all come after it.
@@ -51,7 +54,6 @@ struct Walk<'a> {
     partition_key_name: &'static str,
     sort_key_name: &'static str,
     sort_key_prefix: &'static str,
-    low: String,
     high: String,
     newest_first: bool,
     filter: Option<String>,
@@ -89,12 +91,23 @@ impl AttemptStore {
         }
         let (filter, filter_values) = filter_expression(query);
         // Table rows sort by `ATT#<id>`, index rows by `<id>`.
+        // The partitions to merge, each from the first id of the range it can hold: a session's
+        // one partition, or the shards of the organization's layout in force over the range.
         let (index, partition_key_name, sort_key_name, sort_key_prefix, partitions) = match &query.session_id {
-            Some(session) => {
-                (Some(SESSION_INDEX), SESSION_PARTITION_KEY, SESSION_SORT_KEY, "", vec![session_key(org, session)])
-            }
+            Some(session) => (
+                Some(SESSION_INDEX),
+                SESSION_PARTITION_KEY,
+                SESSION_SORT_KEY,
+                "",
+                vec![(session_key(org, session), low.to_string())],
+            ),
             None => {
-                (None, PARTITION_KEY, SORT_KEY, ATTEMPT_SK_PREFIX, (0..self.shards).map(|s| shard_pk(org, s)).collect())
+                let layout = self.layout(org).await?;
+                let lanes = layout.lanes(low.created_ms(), high.created_ms()).into_iter().map(|(shard, from_ms)| {
+                    let from = low.clone().max(AttemptId::lowest_at_ms(from_ms));
+                    (shard_pk(org, shard), format!("{ATTEMPT_SK_PREFIX}{from}"))
+                });
+                (None, PARTITION_KEY, SORT_KEY, ATTEMPT_SK_PREFIX, lanes.collect())
             }
         };
         let walk = Walk {
@@ -102,7 +115,6 @@ impl AttemptStore {
             partition_key_name,
             sort_key_name,
             sort_key_prefix,
-            low: format!("{sort_key_prefix}{low}"),
             high: format!("{sort_key_prefix}{high}"),
             newest_first,
             filter,
@@ -114,8 +126,9 @@ impl AttemptStore {
         let first = if partitions.len() == 1 { wanted } else { wanted.div_ceil(partitions.len()) + 1 };
         let mut lanes: Vec<Lane> = partitions
             .into_iter()
-            .map(|partition_key| Lane {
+            .map(|(partition_key, low)| Lane {
                 partition_key,
+                low,
                 pending: VecDeque::new(),
                 last_read: None,
                 start_key: None,
@@ -265,7 +278,7 @@ impl Walk<'_> {
             .expression_attribute_names("#pk", self.partition_key_name)
             .expression_attribute_names("#sk", self.sort_key_name)
             .expression_attribute_values(":pk", s(lane.partition_key.clone()))
-            .expression_attribute_values(":low", s(self.low.clone()))
+            .expression_attribute_values(":low", s(lane.low.clone()))
             .expression_attribute_values(":high", s(self.high.clone()))
             .set_filter_expression(self.filter.clone())
             .scan_index_forward(!self.newest_first)

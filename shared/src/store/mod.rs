@@ -1,7 +1,8 @@
 //! The DynamoDB table: the only module that knows its keys and item layout.
 //!
-//! One organization's writes spread over many partition keys ([`keys`]): attempts over
-//! `shards` partitions picked by their id (retrieve stays one GetItem), idempotency records
+//! One organization's writes spread over many partition keys ([`keys`]): attempts over the
+//! shards of its layout ([`crate::layout`]), picked by their id (retrieve stays one GetItem;
+//! a layout grows without moving data), idempotency records
 //! and replay guards each on a key of their own, written in the same transaction as the
 //! attempt so that one never exists without the other. Summary counters are not in that
 //! transaction: the summarizer keeps them from the table's stream ([`summary`]). The
@@ -15,6 +16,7 @@
 mod idempotency;
 mod item;
 pub mod keys;
+mod layout;
 mod list;
 mod summarize;
 mod summary;
@@ -32,7 +34,8 @@ use crate::attempt::{Attempt, Status};
 use crate::budget::Deadline;
 use crate::id::{AttemptId, OrganizationId};
 use item::{from_item, s, Item};
-use keys::{attempt_pk, attempt_sk, DEFAULT_SHARDS, MAX_SHARDS};
+use keys::{attempt_pk, attempt_sk};
+pub use layout::LAYOUT_TTL;
 pub use list::{DEFAULT_MAX_READS, READ_UNITS_PER_REQUEST};
 pub use summarize::{AttemptChange, Recount, Unsummarized};
 use transact::classify;
@@ -74,8 +77,8 @@ pub enum StoreError {
 pub struct AttemptStore {
     client: Client,
     table: String,
-    /// Partition keys each organization's attempts spread over ([`keys::DEFAULT_SHARDS`]).
-    shards: u16,
+    /// The organizations' layouts as this process read them (shared by its clones).
+    layouts: std::sync::Arc<layout::Layouts>,
     max_reads: u32,
     /// When set, every call gives up at this instant (the request's time budget).
     deadline: Option<Instant>,
@@ -88,17 +91,17 @@ impl AttemptStore {
         AttemptStore {
             client,
             table: table.into(),
-            shards: DEFAULT_SHARDS,
+            layouts: std::sync::Arc::new(layout::Layouts::new(LAYOUT_TTL)),
             max_reads: DEFAULT_MAX_READS,
             deadline: None,
             settle: None,
         }
     }
 
-    /// Spreads each organization's attempts over `shards` partition keys (1..=256). Fixed for
-    /// the life of a table: the shard of a stored attempt is found from this number.
-    pub fn with_shards(self, shards: u16) -> Self {
-        AttemptStore { shards: shards.clamp(1, MAX_SHARDS), ..self }
+    /// Trusts a copy of a layout for `ttl` (default [`LAYOUT_TTL`]); a layout grows two of
+    /// them after it is written. Tests and benches grow organizations in a blink with it.
+    pub fn with_layout_ttl(self, ttl: std::time::Duration) -> Self {
+        AttemptStore { layouts: std::sync::Arc::new(layout::Layouts::new(ttl)), ..self }
     }
 
     /// Bounds the Query calls of one list request (default [`DEFAULT_MAX_READS`]).
@@ -148,7 +151,8 @@ impl AttemptStore {
 
     /// Strongly consistent: an attempt just recorded is always found.
     pub async fn get(&self, org: &OrganizationId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
-        self.read(attempt_pk(org, id, self.shards), &attempt_sk(id)).await?.map(|item| from_item(&item)).transpose()
+        let layout = self.layout(org).await?;
+        self.read(attempt_pk(org, id, &layout), &attempt_sk(id)).await?.map(|item| from_item(&item)).transpose()
     }
 
     /// Reads a key no item ever has, so that the connection (DNS, TCP, TLS), the credentials

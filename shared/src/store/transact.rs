@@ -342,11 +342,14 @@ mod faults {
         let rule = mock!(Client::get_item)
             .sequence()
             .error(throttled)
+            // The organization's layout (none: one shard), then the attempt (none).
             .output(|| aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().build())
+            .times(2)
             .build();
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&rule], |c| c
             .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(3)));
         assert!(matches!(get(&AttemptStore::new(client, "t")).await, Ok(None)));
+        assert_eq!(rule.num_calls(), 3);
     }
 
     #[tokio::test]
@@ -391,7 +394,7 @@ mod faults {
             let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&write, &read]);
             let written = AttemptStore::new(client, "t").create(&attempt, Some(&record)).await.unwrap();
             assert!(matches!(written, Written::Unknown(_)), "{what}: {written:?}");
-            assert_eq!(read.num_calls(), 1, "{what}: read back once");
+            assert_eq!(read.num_calls(), 2, "{what}: the layout, then the key read back once");
             // Found under this request's token: the change is stored.
             let item = super::super::item::Item::from([
                 ("token".to_owned(), AttributeValue::S(record.token.as_str().to_owned())),
@@ -401,9 +404,12 @@ mod faults {
                 ("expires_at".to_owned(), AttributeValue::N(record.expires_at.to_string())),
             ]);
             let write = mock!(Client::transact_write_items).sequence().error(error).times(3).build();
+            let layout = mock!(Client::get_item)
+                .match_requests(|r| r.key().and_then(|k| k.get("sk")) == Some(&AttributeValue::S("LAYOUT".to_owned())))
+                .then_output(|| GetItemOutput::builder().build());
             let read = mock!(Client::get_item)
                 .then_output(move || GetItemOutput::builder().set_item(Some(item.clone())).build());
-            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&write, &read]);
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&write, &layout, &read]);
             let written = AttemptStore::new(client, "t").create(&attempt, Some(&record)).await.unwrap();
             assert!(matches!(&written, Written::Answered(kept) if kept.token == record.token), "{what}: {written:?}");
         }

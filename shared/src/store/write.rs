@@ -49,7 +49,8 @@ impl AttemptStore {
     /// Writes a new attempt, its replay guard and its key's answer in one transaction (alone,
     /// one conditional put); never overwrites an attempt.
     pub async fn create(&self, attempt: &Attempt, key: Option<&IdempotencyRecord>) -> Result<Written, StoreError> {
-        let item = to_item(attempt, self.shards);
+        let layout = self.layout(&attempt.organization_id).await?;
+        let item = to_item(attempt, &layout);
         let attempt_put = put(&self.table, item, "attribute_not_exists(#pk)", &[])?;
         let mut others = Vec::new();
         if let Some(hash) = attempt.request_hash.as_deref() {
@@ -119,7 +120,8 @@ impl AttemptStore {
             .and_then(|change| change.written_by.as_ref())
             .ok_or_else(|| StoreError::Other("a status change must name its request".to_owned()))?;
         let version = AttributeValue::N(before.version.to_string());
-        let condition = put(&self.table, to_item(after, self.shards), "#version = :version", &[(":version", version)])?;
+        let layout = self.layout(&after.organization_id).await?;
+        let condition = put(&self.table, to_item(after, &layout), "#version = :version", &[(":version", version)])?;
         let mut writes = vec![Write::Attempt(condition)];
         if let Some(hash) = after.request_hash.as_deref() {
             if holds_guard(before.status) && !holds_guard(after.status) {
