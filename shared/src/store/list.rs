@@ -68,8 +68,8 @@ impl AttemptStore {
     /// rows read, and reading goes on until the page is full or the range ends, for at most
     /// `max_reads` rounds of Query calls and [`READ_UNITS_PER_REQUEST`] read units (then
     /// `resume` says where to go on). Each round's row limits are cut to what the units left
-    /// can pay for: at the largest row's cost before any row was read, then at twice the
-    /// request's own average.
+    /// can pay for, at twice a row's average cost: this request's once it has read, else the
+    /// organization's last list's here, else the largest row's.
     pub async fn list(&self, org: &OrganizationId, query: &ListQuery) -> Result<Page, StoreError> {
         let (mut low, mut high) = query.created.id_bounds();
         // The cursor's own row is excluded by the key range: ids are adjacent in hex.
@@ -140,6 +140,9 @@ impl AttemptStore {
         let single = lanes.len() == 1;
         let mut rounds = 0;
         let (mut spent, mut rows_read) = (0.0, 0usize);
+        // What a row of this organization cost in its last list here; the largest row's cost
+        // before any.
+        let learned = self.row_units.get(org);
         loop {
             place(&mut lanes, &mut page.attempts, wanted, newest_first);
             if page.attempts.len() == wanted {
@@ -150,7 +153,11 @@ impl AttemptStore {
                 break;
             }
             let left = READ_UNITS_PER_REQUEST - spent;
-            let per_row = if rows_read == 0 { LARGEST_ROW_UNITS } else { (2.0 * spent / rows_read as f64).max(0.5) };
+            let per_row = match (rows_read, learned) {
+                (0, None) => LARGEST_ROW_UNITS,
+                (0, Some(units)) => (2.0 * units).clamp(0.5, LARGEST_ROW_UNITS),
+                _ => (2.0 * spent / rows_read as f64).max(0.5),
+            };
             // Every lane reads at least one row first (the page needs a row of each, and a cursor
             // where each stopped); after that, a round that cannot afford a row a lane waits
             // for the next page.
@@ -194,6 +201,9 @@ impl AttemptStore {
                     (None, false) => (REFILL_ROWS << (lane.reads - 1).min(8)).min(MAX_ROWS_PER_READ),
                 };
             }
+        }
+        if rows_read > 0 {
+            self.row_units.set(org, spent / rows_read as f64);
         }
         page.has_more |= page.attempts.len() > usize::from(query.limit);
         page.attempts.truncate(usize::from(query.limit));
@@ -316,4 +326,18 @@ fn filter_expression(query: &ListQuery) -> (Option<String>, Vec<(String, String)
         values.push((":capability".to_owned(), capability.clone()));
     }
     ((!clauses.is_empty()).then(|| clauses.join(" AND ")), values)
+}
+
+/// What a row of each organization cost, on average, in its last list in this process.
+#[derive(Debug, Default)]
+pub(super) struct RowUnits(std::sync::Mutex<std::collections::HashMap<OrganizationId, f64>>);
+
+impl RowUnits {
+    fn get(&self, org: &OrganizationId) -> Option<f64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(org).copied()
+    }
+
+    fn set(&self, org: &OrganizationId, units: f64) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(org.clone(), units);
+    }
 }

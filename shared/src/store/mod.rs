@@ -79,6 +79,8 @@ pub struct AttemptStore {
     table: String,
     /// The organizations' layouts as this process read them (shared by its clones).
     layouts: std::sync::Arc<layout::Layouts>,
+    /// What a row of each organization cost in its last list (shared by its clones).
+    row_units: std::sync::Arc<list::RowUnits>,
     max_reads: u32,
     /// When set, every call gives up at this instant (the request's time budget).
     deadline: Option<Instant>,
@@ -92,6 +94,7 @@ impl AttemptStore {
             client,
             table: table.into(),
             layouts: std::sync::Arc::new(layout::Layouts::new(LAYOUT_TTL)),
+            row_units: Default::default(),
             max_reads: DEFAULT_MAX_READS,
             deadline: None,
             settle: None,
