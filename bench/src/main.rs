@@ -206,16 +206,31 @@ async fn main() -> Result<(), Error> {
     let retrieve_id = seeded[seeded.len() / 2].clone();
 
     let hello_event = Bytes::from_static(b"{\"hello\": \"world\"}");
-    let functions: Vec<(&str, Bytes, u16)> = vec![
-        ("hello", hello_event, 200),
-        ("record-attempt", event(&template, "POST", "/v1/payments/attempts", "", Some(&attempt_body(0)))?, 201),
-        ("retrieve", event(&template, "GET", &format!("/v1/payments/attempts/{retrieve_id}"), "", None)?, 200),
-        ("list", event(&template, "GET", "/v1/payments/attempts", "limit=50", None)?, 200),
+    // (what is measured, the function's binary, its event, the status it answers)
+    let session_page = "limit=50&session_id=session_bench";
+    let functions: Vec<(&str, &str, Bytes, u16)> = vec![
+        ("hello", "hello", hello_event, 200),
+        (
+            "record-attempt",
+            "record-attempt",
+            event(&template, "POST", "/v1/payments/attempts", "", Some(&attempt_body(0)))?,
+            201,
+        ),
+        (
+            "retrieve",
+            "retrieve",
+            event(&template, "GET", &format!("/v1/payments/attempts/{retrieve_id}"), "", None)?,
+            200,
+        ),
+        ("list", "list", event(&template, "GET", "/v1/payments/attempts", "limit=50", None)?, 200),
+        ("list-session", "list", event(&template, "GET", "/v1/payments/attempts", session_page, None)?, 200),
     ];
 
     // Floors: the store call each handler makes, from this process, on the same client config,
     // after a warm-up so the engine's first requests count against neither side.
     let page = ListQuery { limit: 50, ..ListQuery::default() };
+    let session = payment_attempts::id::SessionId::parse("session_bench").ok_or("session")?;
+    let session_page = ListQuery { session_id: Some(session), ..page.clone() };
     for i in 0..200 {
         let attempt = NewAttempt::from_json(attempt_body(i).to_string().as_bytes())
             .map_err(|e| e.message)?
@@ -247,6 +262,12 @@ async fn main() -> Result<(), Error> {
         samples.push(started.elapsed());
     }
     floors.insert("list", percentiles(std::mem::take(&mut samples)));
+    for _ in 0..invokes {
+        let started = Instant::now();
+        store.list(&org, &session_page).await?;
+        samples.push(started.elapsed());
+    }
+    floors.insert("list-session", percentiles(std::mem::take(&mut samples)));
 
     // Cold starts, interleaved (hello, record, retrieve, list, hello, ...) so that the machine's
     // drift touches every function alike: each spawn is an init, then the first invoke.
@@ -257,8 +278,8 @@ async fn main() -> Result<(), Error> {
     let discarded = 3;
     let mut cold = vec![(Vec::with_capacity(spawns), Vec::with_capacity(spawns)); functions.len()];
     for round in 0..spawns + discarded {
-        for ((name, event, status), (inits, firsts)) in functions.iter().zip(cold.iter_mut()) {
-            let mut function = Function::start(&release.join(name), &endpoint).await?;
+        for ((_, binary, event, status), (inits, firsts)) in functions.iter().zip(cold.iter_mut()) {
+            let mut function = Function::start(&release.join(binary), &endpoint).await?;
             let first = function.invoke(event, *status).await?;
             if round >= discarded {
                 inits.push(function.init);
@@ -271,8 +292,8 @@ async fn main() -> Result<(), Error> {
         }
     }
     let mut results = Vec::new();
-    for ((name, event, status), (inits, firsts)) in functions.iter().zip(cold) {
-        let binary = release.join(name);
+    for ((name, binary, event, status), (inits, firsts)) in functions.iter().zip(cold) {
+        let binary = release.join(binary);
         let (init, first) = (percentiles(inits), percentiles(firsts));
         let mut function = Function::start(&binary, &endpoint).await?;
         function.invoke(event, *status).await?;
@@ -358,8 +379,11 @@ async fn main() -> Result<(), Error> {
             f(&r["zip_bytes"]) / 1024.0
         );
     }
-    let client_init = client_init_section(&release, &endpoint, spawns, &functions[0].1).await?;
-    let concurrency = concurrency_section(&functions[1..], &release, &endpoint, &store, &org, &retrieve_id).await?;
+    let client_init = client_init_section(&release, &endpoint, spawns, &functions[0].2).await?;
+    // The concurrency section runs each function's binary once, on its first event.
+    let concurrent: Vec<(&str, Bytes, u16)> =
+        functions[1..4].iter().map(|(name, _, event, status)| (*name, event.clone(), *status)).collect();
+    let concurrency = concurrency_section(&concurrent, &release, &endpoint, &store, &org, &retrieve_id).await?;
     let out = root.join("bench/results");
     std::fs::create_dir_all(&out)?;
     let file = out.join(format!("{}.json", Timestamp::now().to_string().replace(':', "-")));
