@@ -17,6 +17,9 @@ use crate::layout::Layout;
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
 
+/// In a status change: its receipt is the attempt's own, stored once on the attempt.
+const RECEIPT_IS_CURRENT: &str = "receipt_is_current";
+
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -36,11 +39,18 @@ fn details_map(d: &StatusDetails) -> HashMap<String, AttributeValue> {
     m
 }
 
-fn change_item(c: &StatusChange) -> AttributeValue {
+/// A status change; its receipt is stored once: a receipt that is the attempt's own (the
+/// latest one) is marked as such rather than written again.
+fn change_item(c: &StatusChange, current_receipt: &RawValue) -> AttributeValue {
     let mut m = details_map(&c.details());
     m.insert("status".to_owned(), s(c.status.as_str()));
     put_opt(&mut m, "previous_status", c.previous_status.map(|p| p.as_str()));
-    put_opt(&mut m, "receipt", c.receipt.as_deref().map(RawValue::get));
+    match c.receipt.as_deref().map(RawValue::get) {
+        Some(receipt) if receipt == current_receipt.get() => {
+            m.insert(RECEIPT_IS_CURRENT.to_owned(), AttributeValue::Bool(true));
+        }
+        receipt => put_opt(&mut m, "receipt", receipt),
+    }
     put_opt(&mut m, "written_by", c.written_by.as_ref().map(RequestToken::as_str));
     AttributeValue::M(m)
 }
@@ -62,7 +72,10 @@ pub(super) fn to_item(a: &Attempt, layout: &Layout) -> HashMap<String, Attribute
         ("status_details".to_owned(), AttributeValue::M(details_map(&a.status_details))),
         // Kept as JSON text so that the caller's numbers keep every digit.
         ("receipt".to_owned(), s(a.receipt.get())),
-        ("status_history".to_owned(), AttributeValue::L(a.status_history.iter().map(change_item).collect())),
+        (
+            "status_history".to_owned(),
+            AttributeValue::L(a.status_history.iter().map(|c| change_item(c, &a.receipt)).collect()),
+        ),
         ("created_at".to_owned(), s(a.created_at.to_string())),
         ("updated_at".to_owned(), s(a.updated_at.to_string())),
         ("version".to_owned(), AttributeValue::N(a.version.to_string())),
@@ -121,8 +134,12 @@ fn details_from(item: &Item) -> Result<StatusDetails, StoreError> {
     })
 }
 
-fn change_from(item: &Item) -> Result<StatusChange, StoreError> {
+fn change_from(item: &Item, current_receipt: &RawValue) -> Result<StatusChange, StoreError> {
     let StatusDetails { changed_at, reason, message, source, code } = details_from(item)?;
+    let receipt = match item.get(RECEIPT_IS_CURRENT) {
+        Some(AttributeValue::Bool(true)) => Some(current_receipt.to_owned()),
+        _ => opt_parse(item, "receipt", |text| RawValue::from_string(text.to_owned()).ok())?,
+    };
     Ok(StatusChange {
         status: parse_with(item, "status", Status::parse)?,
         previous_status: opt_parse(item, "previous_status", Status::parse)?,
@@ -131,7 +148,7 @@ fn change_from(item: &Item) -> Result<StatusChange, StoreError> {
         message,
         source,
         code,
-        receipt: opt_parse(item, "receipt", |text| RawValue::from_string(text.to_owned()).ok())?,
+        receipt,
         written_by: opt_s(item, "written_by").map(RequestToken::from_stored),
     })
 }
@@ -141,6 +158,11 @@ pub(super) fn from_item(item: &Item) -> Result<Attempt, StoreError> {
     let history = item.get("status_history").and_then(|v| v.as_l().ok()).map(Vec::as_slice).unwrap_or_default();
     let metadata = item.get("metadata").and_then(|v| v.as_m().ok());
     let amount = item.get("amount_usd").and_then(|v| v.as_n().ok()).ok_or_else(|| corrupt("amount_usd"))?;
+    let receipt = RawValue::from_string(get_s(item, "receipt")?.to_owned()).map_err(|_| corrupt("receipt"))?;
+    let status_history = history
+        .iter()
+        .map(|c| c.as_m().map_err(|_| corrupt("status_history")).and_then(|c| change_from(c, &receipt)))
+        .collect::<Result<_, _>>()?;
     Ok(Attempt {
         id: parse_with(item, "id", AttemptId::parse)?,
         organization_id: parse_with(item, "organization_id", OrganizationId::parse)?,
@@ -156,17 +178,14 @@ pub(super) fn from_item(item: &Item) -> Result<Attempt, StoreError> {
         status: parse_with(item, "status", Status::parse)?,
         status_details: details_from(details)?,
         error_message: opt_string(item, "error_message"),
-        receipt: RawValue::from_string(get_s(item, "receipt")?.to_owned()).map_err(|_| corrupt("receipt"))?,
+        receipt,
         metadata: metadata
             .map(|m| {
                 m.iter().map(|(k, v)| Ok((k.clone(), v.as_s().map_err(|_| corrupt("metadata"))?.clone()))).collect()
             })
             .transpose()?
             .unwrap_or_else(BTreeMap::new),
-        status_history: history
-            .iter()
-            .map(|c| c.as_m().map_err(|_| corrupt("status_history")).and_then(change_from))
-            .collect::<Result<_, _>>()?,
+        status_history,
         created_at: parse_with(item, "created_at", Timestamp::parse_rfc3339)?,
         updated_at: parse_with(item, "updated_at", Timestamp::parse_rfc3339)?,
         version: item
@@ -204,6 +223,32 @@ mod tests {
         let back = from_item(&item).unwrap();
         let json = |a: &Attempt| serde_json::to_string(&a.view(crate::View::Full)).unwrap();
         assert_eq!(json(&back), json(&a));
+    }
+
+    #[test]
+    fn each_receipt_is_stored_once() {
+        let receipt = format!(r#"{{"tx": "{}"}}"#, "a".repeat(8_000));
+        let body = format!(
+            r#"{{"capability": "c", "operation": "o", "amount_usd": 1, "target_url": "https://x.example/", "receipt": {receipt}}}"#
+        );
+        let org = OrganizationId::parse("org_acme").unwrap();
+        let created = NewAttempt::from_json(body.as_bytes()).unwrap().into_attempt(org, Timestamp::now());
+        let by = RequestToken::new();
+        let settle = |receipt: &str| {
+            let update = format!(r#"{{"status": "succeeded", "receipt": {receipt}}}"#);
+            crate::command::StatusUpdate::from_json(update.as_bytes())
+                .unwrap()
+                .apply(&created, Timestamp::now(), &by)
+                .unwrap()
+        };
+        let size = |a: &Attempt| format!("{:?}", to_item(a, &Layout::default())).len();
+        let settled = settle(&format!(r#"{{"settled": "{}"}}"#, "b".repeat(8_000)));
+        for attempt in [&created, &settled] {
+            assert!(size(attempt) < 8_000 * attempt.status_history.len() + 2_000, "{} bytes", size(attempt));
+            let back = from_item(&to_item(attempt, &Layout::default())).unwrap();
+            let json = |a: &Attempt| serde_json::to_string(&a.view(crate::View::Full)).unwrap();
+            assert_eq!(json(&back), json(attempt), "every receipt comes back where it was");
+        }
     }
 
     #[test]
