@@ -137,3 +137,33 @@ async fn an_organization_grows_from_1_to_16_to_64_shards_while_writes_go_on() {
         acked.len()
     );
 }
+
+/// An organization whose changes come at a sustained rate past half its shards' capacity
+/// grows by itself, as the summarizer sees its stream batches; a burst does not grow it.
+#[tokio::test]
+async fn a_sustained_rate_near_capacity_grows_the_layout() {
+    use payment_attempts::command::NewAttempt;
+    use payment_attempts::store::AttemptChange;
+    use payment_attempts::time::Timestamp;
+    let svc = common::service().await;
+    let org = OrganizationId::parse("org_busy").unwrap();
+    let body = attempt_body(None, "1").to_string();
+    // 600 changes over 1.2 s of updates: 500 a second, past half of one shard's 500.
+    let changes = |span_ms: i64| -> Vec<AttemptChange> {
+        let start = Timestamp::now().unix_millis();
+        (0..600)
+            .map(|i| {
+                let at = Timestamp::from_unix_millis(start + span_ms * i / 600).unwrap();
+                let after = NewAttempt::from_json(body.as_bytes()).unwrap().into_attempt(org.clone(), at);
+                AttemptChange { sequence: i.to_string(), before: None, after }
+            })
+            .collect()
+    };
+    assert!(svc.store.grow_if_busy(&changes(900)).await.is_empty(), "a burst under a second");
+    assert_eq!(svc.store.layout(&org).await.unwrap().latest(), 1);
+    let grown = svc.store.grow_if_busy(&changes(1_200)).await;
+    assert_eq!(grown.len(), 1);
+    let layout = grown[0].1.as_ref().unwrap();
+    assert_eq!(layout.steps().iter().map(|s| s.shards).collect::<Vec<_>>(), [1, 4]);
+    assert!(layout.steps()[1].from_ms > Timestamp::now().unix_millis() + 60_000, "two lifetimes ahead");
+}

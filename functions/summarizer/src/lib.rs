@@ -12,8 +12,7 @@ use payment_attempts::budget::Deadline;
 use payment_attempts::metrics::Metric;
 use payment_attempts::store::AttemptChange;
 use payment_attempts::time::Timestamp;
-use payment_attempts::{AttemptStore, OrganizationId};
-use std::collections::BTreeMap;
+use payment_attempts::AttemptStore;
 
 /// Counts one batch, within the invocation's time.
 pub async fn handle(
@@ -67,30 +66,13 @@ pub async fn summarize(store: &AttemptStore, event: &Event) -> DynamoDbEventResp
     response
 }
 
-/// Grows the layout of an organization whose changes in this batch came at a sustained rate
-/// near its shards' capacity (`Layout::wanted`). A batch holds one stream shard's records,
-/// so the rate seen is at most the organization's. Best effort: the batch is counted either
-/// way, and an operator can grow a layout too (`admin grow`).
+/// Grows the layout of each organization whose changes in this batch came at a sustained
+/// rate near its shards' capacity (`AttemptStore::grow_if_busy`). Best effort: the batch is
+/// counted either way, and an operator can grow a layout too (`admin grow`).
 async fn grow_busy_organizations(store: &AttemptStore, changes: &[AttemptChange]) {
-    let mut by_org: BTreeMap<&OrganizationId, (usize, i64, i64)> = BTreeMap::new();
-    for change in changes {
-        let at = change.after.updated_at.unix_millis();
-        let seen = by_org.entry(&change.after.organization_id).or_insert((0, at, at));
-        *seen = (seen.0 + 1, seen.1.min(at), seen.2.max(at));
-    }
-    for (org, (count, first, last)) in by_org {
-        let grown = match store.layout(org).await {
-            Ok(layout) => match layout.wanted(count, last - first) {
-                Some(shards) => store.grow(org, shards).await.map(|layout| Some((shards, layout))),
-                None => Ok(None),
-            },
-            Err(error) => Err(error),
-        };
+    for (org, grown) in store.grow_if_busy(changes).await {
         match grown {
-            Ok(Some((shards, layout))) => {
-                tracing::info!(organization_id = %org, shards, steps = ?layout.steps(), changes = count, span_ms = last - first, "organization layout grown")
-            }
-            Ok(None) => {}
+            Ok(layout) => tracing::info!(organization_id = %org, steps = ?layout.steps(), "organization layout grown"),
             Err(error) => tracing::warn!(organization_id = %org, %error, "organization layout not grown"),
         }
     }

@@ -7,7 +7,7 @@
 //! places one by a layout that does not hold for it, also after its environment was frozen
 //! (the age is wall-clock time, as ids are).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use super::item::{s, Item};
 use super::keys::{layout_pk, LAYOUT_SK};
 use super::schema::*;
 use super::transact::{put, Single};
-use super::{AttemptStore, StoreError};
+use super::{AttemptChange, AttemptStore, StoreError};
 use crate::id::OrganizationId;
 use crate::layout::{Layout, Step};
 use crate::time::Timestamp;
@@ -86,6 +86,33 @@ impl AttemptStore {
             }
         }
         Err(StoreError::Contention)
+    }
+
+    /// Grows the layout of each organization whose `changes` came at a sustained rate near
+    /// its shards' capacity ([`Layout::wanted`]), as seen by their `updated_at`. A stream
+    /// batch holds one stream shard's records, so the rate seen is at most the organization's.
+    /// Returns the organizations it grew (or failed to).
+    pub async fn grow_if_busy(&self, changes: &[AttemptChange]) -> Vec<(OrganizationId, Result<Layout, StoreError>)> {
+        let mut seen: BTreeMap<&OrganizationId, (usize, i64, i64)> = BTreeMap::new();
+        for change in changes {
+            let at = change.after.updated_at.unix_millis();
+            let (count, first, last) = seen.entry(&change.after.organization_id).or_insert((0, at, at));
+            (*count, *first, *last) = (*count + 1, (*first).min(at), (*last).max(at));
+        }
+        let mut grown = Vec::new();
+        for (org, (count, first, last)) in seen {
+            let wanted = match self.layout(org).await {
+                Ok(layout) => layout.wanted(count, last - first),
+                Err(error) => {
+                    grown.push((org.clone(), Err(error)));
+                    continue;
+                }
+            };
+            if let Some(shards) = wanted {
+                grown.push((org.clone(), self.grow(org, shards).await));
+            }
+        }
+        grown
     }
 
     /// The stored layout (one shard if none is), and how many steps its item holds.
