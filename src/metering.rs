@@ -193,7 +193,12 @@ pub fn item_size(item: &Value) -> usize {
 fn value_size(value: &Value) -> usize {
     let Some((kind, inner)) = value.as_object().and_then(|o| o.iter().next()) else { return 0 };
     match kind.as_str() {
-        "S" | "B" => inner.as_str().map_or(0, str::len),
+        "S" => inner.as_str().map_or(0, str::len),
+        // Binary travels as base64 in the request, and is billed by its bytes.
+        "B" => inner.as_str().map_or(0, |b64| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b64).map_or(b64.len(), |bytes| bytes.len())
+        }),
         "N" => {
             let digits = inner.as_str().map_or(0, |n| n.chars().filter(char::is_ascii_digit).count());
             digits.div_ceil(2) + 1
@@ -214,6 +219,7 @@ mod tests {
     #[test]
     fn sizes_follow_dynamodbs_rules() {
         assert_eq!(item_size(&json!({"pk": {"S": "ORG#a"}})), 2 + 5);
+        assert_eq!(item_size(&json!({"b": {"B": "AAECAwQ="}})), 1 + 5, "binary by its bytes, not its base64");
         assert_eq!(item_size(&json!({"n": {"N": "12345"}})), 1 + 4);
         assert_eq!(item_size(&json!({"m": {"M": {"a": {"S": "xy"}}}})), 1 + 3 + (1 + 2 + 1));
         assert_eq!(item_size(&json!({"l": {"L": [{"BOOL": true}]}})), 1 + 3 + 2);

@@ -45,7 +45,7 @@ impl AttemptStore {
             ("token".to_owned(), s(key.token.as_str())),
             ("fingerprint".to_owned(), s(&key.fingerprint)),
             ("status".to_owned(), AttributeValue::N(key.status.to_string())),
-            ("body".to_owned(), s(&key.body)),
+            body_attribute(&key.body),
             (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(key.expires_at.to_string())),
         ]);
         let now = AttributeValue::N(Timestamp::now().unix_seconds().to_string());
@@ -95,7 +95,56 @@ pub(super) fn record_from(item: &Item, key: &str) -> Result<IdempotencyRecord, S
         token: RequestToken::from_stored(get_s(item, "token")?),
         fingerprint: get_s(item, "fingerprint")?.to_owned(),
         status: number("status").and_then(|n| u16::try_from(n).ok()).ok_or_else(|| corrupt("status"))?,
-        body: get_s(item, "body")?.to_owned(),
+        body: body_from(item)?,
         expires_at: number(TTL_ATTRIBUTE).ok_or_else(|| corrupt(TTL_ATTRIBUTE))?,
     })
+}
+
+/// Past this many bytes an answer is kept deflated: an attempt's JSON shrinks by half or more,
+/// and a record under 1 KB costs the transaction half the write units.
+const DEFLATE_FROM: usize = 512;
+/// The most an answer can inflate to: a write's answer is one attempt, well under this.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// The answer as kept: `body` as text, or `body_z` deflated, whichever is smaller.
+fn body_attribute(body: &str) -> (String, AttributeValue) {
+    if body.len() > DEFLATE_FROM {
+        let deflated = miniz_oxide::deflate::compress_to_vec(body.as_bytes(), 6);
+        if deflated.len() < body.len() {
+            return ("body_z".to_owned(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated)));
+        }
+    }
+    ("body".to_owned(), s(body))
+}
+
+/// The answer a record keeps, byte for byte.
+fn body_from(item: &Item) -> Result<String, StoreError> {
+    match item.get("body_z").and_then(|v| v.as_b().ok()) {
+        Some(deflated) => {
+            let bytes = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated.as_ref(), MAX_ANSWER_BYTES)
+                .map_err(|_| corrupt("body_z"))?;
+            String::from_utf8(bytes).map_err(|_| corrupt("body_z"))
+        }
+        None => Ok(get_s(item, "body")?.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_come_back_byte_for_byte_smaller_when_large() {
+        let small = r#"{"error":{"code":"resource_missing"}}"#;
+        let large = format!(r#"{{"id":"payatt_1","receipt":{{"tx":"{}"}},"metadata":{{}}}}"#, "0x5e1f".repeat(200));
+        for body in [small.to_owned(), large.clone(), "é\"\\".repeat(300)] {
+            let (name, value) = body_attribute(&body);
+            let item = Item::from([(name.clone(), value)]);
+            assert_eq!(body_from(&item).unwrap(), body, "{name}");
+        }
+        let (name, value) = body_attribute(&large);
+        assert_eq!(name, "body_z");
+        assert!(value.as_b().unwrap().as_ref().len() * 4 < large.len(), "deflated to under a quarter");
+        assert_eq!(body_attribute(small).0, "body");
+    }
 }
