@@ -139,30 +139,38 @@ async fn an_organization_grows_from_1_to_16_to_64_shards_while_writes_go_on() {
 }
 
 /// An organization whose changes come at a sustained rate past half its shards' capacity
-/// grows by itself, as the summarizer sees its stream batches; a burst does not grow it.
+/// grows by itself, as the summarizer sees its stream batches (100 records each, a fifth of a
+/// second at this rate); a burst under a second does not grow it.
 #[tokio::test]
 async fn a_sustained_rate_near_capacity_grows_the_layout() {
     use payment_attempts::command::NewAttempt;
     use payment_attempts::store::AttemptChange;
     use payment_attempts::time::Timestamp;
     let svc = common::service().await;
-    let org = OrganizationId::parse("org_busy").unwrap();
     let body = attempt_body(None, "1").to_string();
-    // 600 changes over 1.2 s of updates: 500 a second, past half of one shard's 500.
-    let changes = |span_ms: i64| -> Vec<AttemptChange> {
+    // 600 changes over `span_ms`, in batches of 100.
+    let batches = |org: &OrganizationId, span_ms: i64| -> Vec<Vec<AttemptChange>> {
         let start = Timestamp::now().unix_millis();
-        (0..600)
+        let changes: Vec<AttemptChange> = (0..600)
             .map(|i| {
-                let at = Timestamp::from_unix_millis(start + span_ms * i / 600).unwrap();
+                let at = Timestamp::from_unix_millis(start + span_ms * i / 599).unwrap();
                 let after = NewAttempt::from_json(body.as_bytes()).unwrap().into_attempt(org.clone(), at);
                 AttemptChange { sequence: i.to_string(), before: None, after }
             })
-            .collect()
+            .collect();
+        changes.chunks(100).map(<[AttemptChange]>::to_vec).collect()
     };
-    assert!(svc.store.grow_if_busy(&changes(900)).await.is_empty(), "a burst under a second");
-    assert_eq!(svc.store.layout(&org).await.unwrap().latest(), 1);
-    let grown = svc.store.grow_if_busy(&changes(1_200)).await;
-    assert_eq!(grown.len(), 1);
+    let (bursty, busy) = (OrganizationId::parse("org_bursty").unwrap(), OrganizationId::parse("org_busy").unwrap());
+    for batch in batches(&bursty, 900) {
+        assert!(svc.store.grow_if_busy(&batch).await.is_empty(), "a burst under a second");
+    }
+    assert_eq!(svc.store.layout(&bursty).await.unwrap().latest(), 1);
+    // 600 changes over 1.2 s: 500 a second, past half of one shard's 500.
+    let mut grown = Vec::new();
+    for batch in batches(&busy, 1_200) {
+        grown.extend(svc.store.grow_if_busy(&batch).await);
+    }
+    assert_eq!(grown.len(), 1, "judged once its changes span a second");
     let layout = grown[0].1.as_ref().unwrap();
     assert_eq!(layout.steps().iter().map(|s| s.shards).collect::<Vec<_>>(), [1, 4]);
     assert!(layout.steps()[1].from_ms > Timestamp::now().unix_millis() + 60_000, "two lifetimes ahead");

@@ -25,16 +25,43 @@ use crate::time::Timestamp;
 /// How long a process trusts its copy of a layout.
 pub const LAYOUT_TTL: Duration = Duration::from_secs(60);
 
-/// The layouts this process has read, each with the instant (Unix ms) it was read at.
+/// The layouts this process has read, each with the instant (Unix ms) it was read at; and
+/// the changes it has seen of each organization since its rate was last judged.
 #[derive(Debug)]
 pub(super) struct Layouts {
     pub ttl: Duration,
     read: Mutex<HashMap<OrganizationId, (Layout, i64)>>,
+    seen: Mutex<HashMap<OrganizationId, Seen>>,
 }
+
+/// Changes of one organization, and the first and last instant they were made at.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    changes: usize,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// How long a span of changes a rate is judged over: stream batches are small (100 records,
+/// a fraction of a second at the rates that matter), so the window runs across batches.
+const RATE_WINDOW_MS: i64 = 1_000;
 
 impl Layouts {
     pub fn new(ttl: Duration) -> Self {
-        Layouts { ttl, read: Mutex::new(HashMap::new()) }
+        Layouts { ttl, read: Mutex::new(HashMap::new()), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Adds a batch's changes of `org`; once they span a window, takes them to be judged.
+    fn judge(&self, org: &OrganizationId, batch: Seen) -> Option<Seen> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let window = seen.entry(org.clone()).or_insert(Seen { changes: 0, ..batch });
+        *window = Seen {
+            changes: window.changes + batch.changes,
+            first_ms: window.first_ms.min(batch.first_ms),
+            last_ms: window.last_ms.max(batch.last_ms),
+        };
+        let full = window.last_ms - window.first_ms >= RATE_WINDOW_MS;
+        full.then(|| seen.remove(org)).flatten()
     }
 
     fn fresh(&self, org: &OrganizationId, now_ms: i64) -> Option<Layout> {
@@ -49,6 +76,11 @@ impl Layouts {
 }
 
 impl AttemptStore {
+    /// How long this process trusts a copy of a layout, in milliseconds.
+    pub(super) fn layout_ttl_ms(&self) -> i64 {
+        i64::try_from(self.layouts.ttl.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
     /// The organization's layout: this process's copy while it is fresh, else read again.
     pub async fn layout(&self, org: &OrganizationId) -> Result<Layout, StoreError> {
         let now_ms = Timestamp::now().unix_millis();
@@ -88,21 +120,24 @@ impl AttemptStore {
         Err(StoreError::Contention)
     }
 
-    /// Grows the layout of each organization whose `changes` came at a sustained rate near
-    /// its shards' capacity ([`Layout::wanted`]), as seen by their `updated_at`. A stream
-    /// batch holds one stream shard's records, so the rate seen is at most the organization's.
+    /// Grows the layout of each organization whose changes, as this process sees them batch
+    /// after batch (by their `updated_at`), came at a sustained rate near its shards' capacity
+    /// ([`Layout::wanted`]), judged over windows of a second or more. A stream shard holds
+    /// some of an organization's partitions, so the rate seen is at most the organization's.
     /// Returns the organizations it grew (or failed to).
     pub async fn grow_if_busy(&self, changes: &[AttemptChange]) -> Vec<(OrganizationId, Result<Layout, StoreError>)> {
-        let mut seen: BTreeMap<&OrganizationId, (usize, i64, i64)> = BTreeMap::new();
+        let mut batch: BTreeMap<&OrganizationId, Seen> = BTreeMap::new();
         for change in changes {
             let at = change.after.updated_at.unix_millis();
-            let (count, first, last) = seen.entry(&change.after.organization_id).or_insert((0, at, at));
-            (*count, *first, *last) = (*count + 1, (*first).min(at), (*last).max(at));
+            let seen =
+                batch.entry(&change.after.organization_id).or_insert(Seen { changes: 0, first_ms: at, last_ms: at });
+            *seen = Seen { changes: seen.changes + 1, first_ms: seen.first_ms.min(at), last_ms: seen.last_ms.max(at) };
         }
         let mut grown = Vec::new();
-        for (org, (count, first, last)) in seen {
+        for (org, seen) in batch {
+            let Some(window) = self.layouts.judge(org, seen) else { continue };
             let wanted = match self.layout(org).await {
-                Ok(layout) => layout.wanted(count, last - first),
+                Ok(layout) => layout.wanted(window.changes, window.last_ms - window.first_ms),
                 Err(error) => {
                     grown.push((org.clone(), Err(error)));
                     continue;

@@ -103,7 +103,10 @@ impl AttemptStore {
             ),
             None => {
                 let layout = self.layout(org).await?;
-                let lanes = layout.lanes(low.created_ms(), high.created_ms()).into_iter().map(|(shard, from_ms)| {
+                // No attempt is created later than now (give or take the clocks): a step that
+                // starts after that has no rows yet.
+                let until = high.created_ms().min(crate::time::Timestamp::now().unix_millis() + self.layout_ttl_ms());
+                let lanes = layout.lanes(low.created_ms(), until).into_iter().map(|(shard, from_ms)| {
                     let from = low.clone().max(AttemptId::lowest_at_ms(from_ms));
                     (shard_pk(org, shard), format!("{ATTEMPT_SK_PREFIX}{from}"))
                 });
@@ -142,7 +145,8 @@ impl AttemptStore {
         let (mut spent, mut rows_read) = (0.0, 0usize);
         // What a row of this organization cost in its last list here; the largest row's cost
         // before any.
-        let learned = self.row_units.get(org);
+        let costs = (org.clone(), index.is_some());
+        let learned = self.row_units.get(&costs);
         loop {
             place(&mut lanes, &mut page.attempts, wanted, newest_first);
             if page.attempts.len() == wanted {
@@ -203,7 +207,7 @@ impl AttemptStore {
             }
         }
         if rows_read > 0 {
-            self.row_units.set(org, spent / rows_read as f64);
+            self.row_units.set(costs, spent / rows_read as f64);
         }
         page.has_more |= page.attempts.len() > usize::from(query.limit);
         page.attempts.truncate(usize::from(query.limit));
@@ -328,16 +332,17 @@ fn filter_expression(query: &ListQuery) -> (Option<String>, Vec<(String, String)
     ((!clauses.is_empty()).then(|| clauses.join(" AND ")), values)
 }
 
-/// What a row of each organization cost, on average, in its last list in this process.
+/// What a row cost, on average, in each organization's last list in this process, on the
+/// table or on the session index (read at half the price).
 #[derive(Debug, Default)]
-pub(super) struct RowUnits(std::sync::Mutex<std::collections::HashMap<OrganizationId, f64>>);
+pub(super) struct RowUnits(std::sync::Mutex<std::collections::HashMap<(OrganizationId, bool), f64>>);
 
 impl RowUnits {
-    fn get(&self, org: &OrganizationId) -> Option<f64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(org).copied()
+    fn get(&self, costs: &(OrganizationId, bool)) -> Option<f64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(costs).copied()
     }
 
-    fn set(&self, org: &OrganizationId, units: f64) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(org.clone(), units);
+    fn set(&self, costs: (OrganizationId, bool), units: f64) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(costs, units);
     }
 }
