@@ -39,6 +39,7 @@ pub enum Written {
 }
 
 /// What this request writes that no other does, to find its change by reading back.
+#[derive(Clone, Copy)]
 enum Mark<'a> {
     Key(&'a OrganizationId, &'a IdempotencyRecord),
     Created(&'a Attempt),
@@ -77,15 +78,11 @@ impl AttemptStore {
         }
         let mut writes = vec![Write::Attempt(attempt_put)];
         writes.extend(others);
-        let (cancels, after_lost_answer) = match self.transact(writes).await? {
-            Transaction::Committed => return Ok(Written::Applied),
-            Transaction::Unanswered(why) => return self.read_back(mark, Written::Unknown(why)).await,
-            Transaction::Cancelled { cancels, after_lost_answer } => (cancels, after_lost_answer),
+        let (cancels, after_lost_answer) = match self.transact_keyed(writes, key, mark).await? {
+            Judged::Settled(written) => return Ok(written),
+            Judged::Cancelled(cancels, after_lost_answer) => (cancels, after_lost_answer),
         };
-        // The key, or this request's own attempt id: what is stored says who wrote it.
-        if let Some(written) = key_answer(&cancels, key)? {
-            return Ok(written);
-        }
+        // This request's own attempt id: if it is stored, this request wrote it.
         if condition_failed(&cancels, WriteKind::Attempt).is_some() {
             return Ok(Written::Applied);
         }
@@ -132,14 +129,10 @@ impl AttemptStore {
             writes.push(Write::Key(self.put_key(&after.organization_id, key)?));
         }
         let mark = key.map_or(Mark::Changed(after, by), |key| Mark::Key(&after.organization_id, key));
-        let (cancels, after_lost_answer) = match self.transact(writes).await? {
-            Transaction::Committed => return Ok(Written::Applied),
-            Transaction::Unanswered(why) => return self.read_back(mark, Written::Unknown(why)).await,
-            Transaction::Cancelled { cancels, after_lost_answer } => (cancels, after_lost_answer),
+        let (cancels, after_lost_answer) = match self.transact_keyed(writes, key, mark).await? {
+            Judged::Settled(written) => return Ok(written),
+            Judged::Cancelled(cancels, after_lost_answer) => (cancels, after_lost_answer),
         };
-        if let Some(written) = key_answer(&cancels, key)? {
-            return Ok(written);
-        }
         if let Some(moved) = condition_failed(&cancels, WriteKind::Attempt) {
             let now = moved.item.as_ref().ok_or_else(|| StoreError::Corrupt("a moved attempt's item".to_owned()))?;
             let now = from_item(now)?;
@@ -149,6 +142,28 @@ impl AttemptStore {
             return Ok(if now.changed_by(by) { Written::Applied } else { Written::Moved(Box::new(now)) });
         }
         self.unsettled(&cancels, after_lost_answer, mark).await
+    }
+
+    /// Runs a write's transaction, and settles what needs no judging of the write's own: a
+    /// commit, a lost answer (read back), or the key's answer (it speaks first: if it is
+    /// taken, this try wrote nothing, or an earlier one did, under this request's token).
+    async fn transact_keyed(
+        &self,
+        writes: Vec<Write>,
+        key: Option<&IdempotencyRecord>,
+        mark: Mark<'_>,
+    ) -> Result<Judged, StoreError> {
+        let (cancels, after_lost_answer) = match self.transact(writes).await? {
+            Transaction::Committed => return Ok(Judged::Settled(Written::Applied)),
+            Transaction::Unanswered(why) => {
+                return self.read_back(mark, Written::Unknown(why)).await.map(Judged::Settled)
+            }
+            Transaction::Cancelled { cancels, after_lost_answer } => (cancels, after_lost_answer),
+        };
+        match key_answer(&cancels, key)? {
+            Some(written) => Ok(Judged::Settled(written)),
+            None => Ok(Judged::Cancelled(cancels, after_lost_answer)),
+        }
     }
 
     /// Keeps a refusal under its key, where the key is free: one conditional put. A key
@@ -214,8 +229,14 @@ impl AttemptStore {
     }
 }
 
-/// The key speaks first: if it is taken, this request's writes did not commit in this try
-/// (or did, in an earlier one: then the record is under its own token).
+/// A transaction's outcome once what needs no judging is settled.
+enum Judged {
+    Settled(Written),
+    /// Cancelled, the key free: the write judges the reasons (after a lost answer or not).
+    Cancelled(Vec<Cancel>, bool),
+}
+
+/// The answer a taken key keeps.
 fn key_answer(cancels: &[Cancel], key: Option<&IdempotencyRecord>) -> Result<Option<Written>, StoreError> {
     let (Some(key), Some(taken)) = (key, condition_failed(cancels, WriteKind::Key)) else { return Ok(None) };
     let item = taken.item.as_ref().ok_or_else(|| StoreError::Corrupt("a used key's record".to_owned()))?;
