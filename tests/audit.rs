@@ -428,3 +428,46 @@ async fn no_page_exceeds_a_lambda_response() {
     assert!(pages > 1 && largest > 5_000_000, "a page of 100 such rows does not fit: it ended early, full");
     println!("page bytes: 60 attempts of the largest quote-heavy bodies, limit=100: {pages} pages, the largest {largest} bytes as a Lambda payload");
 }
+
+/// An organization at the most shards, every row the largest the API stores (full metadata,
+/// a receipt at creation and another at settlement): a list's first round, one row of every
+/// shard, still keeps to the read budget, and the rows cost what the budget assumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_rows_on_the_most_shards_fit_the_read_budget() {
+    use payment_attempts::layout::{Layout, MAX_SHARDS};
+    use payment_attempts::store::{LARGEST_ROW_UNITS, READ_UNITS_PER_REQUEST};
+    let svc = common::service().await;
+    let org = "org_widest";
+    let most = Layout::default().grown(MAX_SHARDS, 1).unwrap();
+    svc.store.set_layout_for_tests(&OrganizationId::parse(org).unwrap(), &most).await.unwrap();
+    let receipt = |c: &str| json!({ "q": c.repeat(payment_attempts::validation::MAX_RECEIPT_BYTES - 10) });
+    let count = 2 * usize::from(MAX_SHARDS);
+    for i in 0..count {
+        let mut body = common::attempt_body(Some("session_wide"), "0.5");
+        let metadata: serde_json::Map<_, _> = (0..50).map(|k| (format!("{k:0>40}"), json!("m".repeat(500)))).collect();
+        body["metadata"] = metadata.into();
+        body["receipt"] = receipt("a");
+        let created = svc.post(org, "/v1/payments/attempts", &body).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.json()["id"].as_str().unwrap().to_owned();
+        let settle = json!({
+            "status": "failed", "receipt": receipt("b"), "error_message": "e".repeat(200),
+            "status_details": {"reason": "r".repeat(100), "source": "rail", "code": "c".repeat(40)},
+        });
+        let settled = svc.post(org, &format!("/v1/payments/attempts/{id}"), &settle).await;
+        assert_eq!(settled.status, 200, "attempt {i}: {}", settled.text);
+    }
+    let query = ListQuery { capability: Some("paid_nothing".to_owned()), ..ListQuery::default() };
+    let org = OrganizationId::parse(org).unwrap();
+    // One round: a row of every shard.
+    let round = svc.store.clone().with_max_reads(1).list(&org, &query).await.unwrap();
+    assert_eq!(round.reads, u32::from(MAX_SHARDS));
+    let per_row = round.read_units / f64::from(MAX_SHARDS);
+    assert!(per_row <= LARGEST_ROW_UNITS && per_row > LARGEST_ROW_UNITS - 2.0, "{per_row} RCU a row");
+    let page = svc.store.list(&org, &query).await.unwrap();
+    assert!(page.read_units <= READ_UNITS_PER_REQUEST, "{} RCU", page.read_units);
+    println!(
+        "read budget at {MAX_SHARDS} shards of the largest rows: {per_row:.1} RCU a row (budgeted {LARGEST_ROW_UNITS}); a page read {:.0} RCU in {} Queries",
+        page.read_units, page.reads
+    );
+}

@@ -6,8 +6,9 @@
 //! A new step always starts later than any writer's copy of the layout can be stale, so no
 //! writer places an attempt by a layout that does not hold for it.
 
-/// The most shards an organization can have: an attempt's shard comes from one byte of its id.
-pub const MAX_SHARDS: u16 = 256;
+/// The most shards an organization can have (32,000 changes a second): a list's first round
+/// reads a row of every shard, and 64 of the largest rows are its whole read budget.
+pub const MAX_SHARDS: u16 = 64;
 /// Attempt changes a second one shard takes: DynamoDB's 1,000 write units a second per
 /// partition key, at 2 units a change (a transactional write of an item up to 1 KB).
 pub const CHANGES_PER_SHARD_PER_SECOND: f64 = 500.0;
@@ -145,7 +146,7 @@ mod tests {
         assert_eq!(one.wanted(300, 1_000), Some(4));
         assert_eq!(one.wanted(3_000, 1_000), Some(16));
         assert_eq!(one.wanted(3_000, 999), None, "a burst, not sustained");
-        assert_eq!(grown().wanted(1_000_000, 1_000), Some(256));
+        assert_eq!(grown().wanted(1_000_000, 1_000), Some(64));
     }
 
     #[test]

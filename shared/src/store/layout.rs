@@ -93,7 +93,7 @@ impl AttemptStore {
         Ok(layout)
     }
 
-    /// Spreads the organization's new attempts over `shards` (up to 256) from two times to
+    /// Spreads the organization's new attempts over `shards` (up to 64) from two times to
     /// live from now on; the earlier ones stay where they are. A layout that already has as
     /// many is left as it is. Returns the layout now stored.
     pub async fn grow(&self, org: &OrganizationId, shards: u16) -> Result<Layout, StoreError> {

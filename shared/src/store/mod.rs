@@ -36,7 +36,7 @@ use crate::id::{AttemptId, OrganizationId};
 use item::{from_item, s, Item};
 use keys::{attempt_pk, attempt_sk};
 pub use layout::LAYOUT_TTL;
-pub use list::{DEFAULT_MAX_READS, READ_UNITS_PER_REQUEST};
+pub use list::{DEFAULT_MAX_READS, LARGEST_ROW_UNITS, READ_UNITS_PER_REQUEST};
 pub use summarize::{AttemptChange, Recount, Unsummarized};
 use transact::classify;
 pub use write::Written;

@@ -9,7 +9,7 @@
 //!   writes made the comparison differ. Exits 1 if the counters still differ.
 //! - `admin layout <organization_id>`: the organization's layout, its steps of shards.
 //! - `admin grow <organization_id> <shards>`: spreads the organization's new attempts over
-//!   `shards` (up to 256) from two layout lifetimes from now (about 2 minutes) on; nothing
+//!   `shards` (up to 64) from two layout lifetimes from now (about 2 minutes) on; nothing
 //!   stored moves.
 //!
 //! Takes `TABLE_NAME` and the AWS region and credentials as the functions do
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Error> {
         }
         ["layout", org_id] => print_layout(&org(org_id)?, &store.layout(&org(org_id)?).await?),
         ["grow", org_id, shards] => {
-            let shards: u16 = shards.parse().map_err(|_| "shards: a number from 2 to 256")?;
+            let shards: u16 = shards.parse().map_err(|_| "shards: a number from 2 to 64")?;
             print_layout(&org(org_id)?, &store.grow(&org(org_id)?, shards).await?);
         }
         _ => return Err(USAGE.into()),
