@@ -32,12 +32,12 @@ lint:
 load: setup
 	LOAD_REQUESTS=5000 LOAD_CLIENTS=32 cargo test --test load -- --nocapture
 
-# The randomized fault campaign (tests/chaos.rs) for CHAOS_SECONDS (make test runs 20 s):
+# The randomized fault campaign (tests/integration/chaos/) for CHAOS_SECONDS (make test runs 20 s):
 # CHAOS_SEED reproduces a run's faults and operations; CHAOS_FAULT_RATE, CHAOS_CRASH_RATE and
 # CHAOS_CLIENTS set it.
 CHAOS_SECONDS ?= 300
 chaos: setup
-	CHAOS_SECONDS=$(CHAOS_SECONDS) cargo test --test chaos -- --nocapture
+	CHAOS_SECONDS=$(CHAOS_SECONDS) cargo test --test integration chaos:: -- --nocapture
 
 # Each fuzz target for FUZZ_SECONDS (default 60), from the committed seeds in fuzz/seeds/.
 # cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP lets the stable toolchain use them.

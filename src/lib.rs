@@ -4,7 +4,6 @@
 
 pub mod dynamodb_local;
 pub mod local_api;
-pub mod metering;
 pub mod runtime_api;
 pub mod stream_mapping;
 pub mod template;

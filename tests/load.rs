@@ -5,6 +5,8 @@
 //! prints throughput and latency percentiles. `LOAD_REQUESTS` (creates) and `LOAD_CLIENTS`
 //! change its size (`make load`).
 
+// The load test uses only part of the harness that the integration tests share.
+#[allow(dead_code)]
 mod common;
 
 use std::sync::Arc;

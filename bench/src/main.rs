@@ -63,6 +63,9 @@ struct Function {
     api: RuntimeApi,
     init: Duration,
     invoked: u64,
+    /// Run under callgrind: the counts written are those between `collect(true)` and
+    /// `collect(false)`.
+    profiled: bool,
 }
 
 impl Function {
@@ -80,8 +83,23 @@ impl Function {
         let api = RuntimeApi::start().await?;
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function").to_owned();
         let spawned = Instant::now();
-        let child = tokio::process::Command::new(binary)
+        // BENCH_CALLGRIND=<name>,... runs those functions under callgrind, which counts instructions
+        // repeatably: where an invoke's CPU goes (BENCHMARKS.md).
+        let profiled = std::env::var("BENCH_CALLGRIND").is_ok_and(|names| names.split(',').any(|n| n == name));
+        let mut command = match profiled {
+            true => {
+                let mut valgrind = tokio::process::Command::new("valgrind");
+                valgrind.arg("--tool=callgrind");
+                valgrind.arg(format!("--callgrind-out-file=target/callgrind.{name}.%p.out"));
+                valgrind.arg(binary);
+                valgrind
+            }
+            false => tokio::process::Command::new(binary),
+        };
+        let child = command
             .env_clear()
+            // Lambda sets PATH too (and valgrind needs it).
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", &name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -102,7 +120,16 @@ impl Function {
             .kill_on_drop(true)
             .spawn()?;
         let asked = tokio::time::timeout(Duration::from_secs(30), api.wait_first_next()).await?;
-        Ok(Function { child, api, init: asked.saturating_duration_since(spawned), invoked: 0 })
+        Ok(Function { child, api, init: asked.saturating_duration_since(spawned), invoked: 0, profiled })
+    }
+
+    /// Under callgrind, zeroes the counts, or writes them out.
+    fn collect(&self, on: bool) -> Result<(), Error> {
+        if let (true, Some(pid)) = (self.profiled, self.child.id()) {
+            let command = if on { "--zero" } else { "--dump" };
+            std::process::Command::new("callgrind_control").arg(command).arg(pid.to_string()).status()?;
+        }
+        Ok(())
     }
 
     async fn invoke(&mut self, event: &Bytes, status: u16) -> Result<Duration, Error> {
@@ -299,9 +326,11 @@ async fn main() -> Result<(), Error> {
         function.invoke(event, *status).await?;
         let mut warm = Vec::with_capacity(invokes);
         let cpu_before = function.cpu_time();
+        function.collect(true)?;
         for _ in 0..invokes {
             warm.push(function.invoke(event, *status).await?);
         }
+        function.collect(false)?;
         // The function's own CPU per invoke, which DynamoDB Local's latency does not blur; on
         // a 128 MB Lambda, CPU is a fraction of a core, so this is what stretches latency.
         let cpu_us = match (cpu_before, function.cpu_time()) {

@@ -146,7 +146,8 @@ mod tests {
         assert_eq!(one.wanted(300, 1_000), Some(4));
         assert_eq!(one.wanted(3_000, 1_000), Some(16));
         assert_eq!(one.wanted(3_000, 999), None, "a burst, not sustained");
-        assert_eq!(grown().wanted(1_000_000, 1_000), Some(64));
+        assert_eq!(one.wanted(1_000_000, 1_000), Some(64), "never past the most shards");
+        assert_eq!(grown().wanted(1_000_000, 1_000), None, "at the most shards already");
     }
 
     #[test]

@@ -152,7 +152,7 @@ pub struct Currency(&'static str);
 impl Currency {
     pub const USD: Currency = Currency("USD");
 
-    /// An upper-case code, as DESIGN.md writes it (`USD`).
+    /// An upper-case code, as the API writes it (`USD`).
     pub fn parse(code: &str) -> Option<Self> {
         ISO_4217.iter().find(|c| **c == code).map(|c| Currency(c))
     }

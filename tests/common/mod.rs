@@ -1,7 +1,6 @@
 //! Test harness: one DynamoDB Local per test binary (free loopback port, in memory), a fresh
 //! table per test created from `template.yaml`, and requests sent the way API Gateway sends
 //! them, through the same handlers the Lambdas run.
-#![allow(dead_code)]
 
 pub mod proxy;
 

@@ -2,7 +2,7 @@
 //! and DynamoDB Local lets writes commit and loses their answers, hangs, or refuses; a retry
 //! with the same key must replay what was committed, and nothing is recorded twice.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! `make scale`: what one organization's writes cost DynamoDB, per partition key, through a
-//! metering proxy (`payment_attempts_local::metering`) between the service and DynamoDB Local.
+//! metering proxy (`metering.rs`) between the service and DynamoDB Local.
 //!
 //! Records `SCALE_ATTEMPTS` attempts (default 300) for one organization, each created and then
 //! settled with an Idempotency-Key and a request_hash, over 20 sessions, through the same
@@ -20,7 +20,9 @@ use payment_attempts::AttemptStore;
 use payment_attempts::{AttemptId, Cursor, ListQuery, OrganizationId};
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
 use payment_attempts_local::local_api::{GatewayRequest, LocalApi};
-use payment_attempts_local::metering::{Meter, MeteringProxy};
+mod metering;
+
+use metering::{Meter, MeteringProxy};
 use payment_attempts_local::stream_mapping::StreamMapping;
 use payment_attempts_local::template::Template;
 use payment_attempts_local::token;
@@ -62,6 +64,20 @@ fn add(meter: &mut Meter, more: &Meter) {
     }
     for (operation, calls) in &more.calls {
         *meter.calls.entry(operation.clone()).or_default() += calls;
+    }
+    meter.stored.extend(more.stored.iter().map(|(key, bytes)| (key.clone(), *bytes)));
+}
+
+/// Where a partition key's items belong (the key formats of shared/src/store/keys.rs).
+fn kind_of(key: &str) -> &'static str {
+    match key {
+        k if k.starts_with("index ") => "session index",
+        k if k.contains("#ATT#") => "attempts",
+        k if k.contains("#IDEM#") => "idempotency records",
+        k if k.contains("#HASH#") => "replay guards",
+        k if k.contains("#SUMD#") => "summarizer markers",
+        k if k.contains("#SUM") => "summary counters",
+        _ => "other",
     }
 }
 
@@ -130,19 +146,14 @@ async fn main() -> Result<(), Error> {
     let per_attempt = |units: f64| units / attempts as f64;
     let (hottest_key, hottest_units) = writes.hottest().map(|(k, v)| (k.to_owned(), v)).unwrap_or_default();
     let keys = writes.wcu_by_key.len();
-    // Where the units go, by kind of item (the key formats of shared/src/store/keys.rs).
+    // Where the units go, and the bytes stay, by kind of item.
     let mut by_kind: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
     for (key, units) in &writes.wcu_by_key {
-        let kind = match key {
-            k if k.starts_with("index ") => "session index",
-            k if k.contains("#ATT#") => "attempts",
-            k if k.contains("#IDEM#") => "idempotency records",
-            k if k.contains("#HASH#") => "replay guards",
-            k if k.contains("#SUMD#") => "summarizer markers",
-            k if k.contains("#SUM") => "summary counters",
-            _ => "other",
-        };
-        *by_kind.entry(kind).or_default() += units / attempts as f64;
+        *by_kind.entry(kind_of(key)).or_default() += units / attempts as f64;
+    }
+    let mut stored_by_kind: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    for ((key, _), bytes) in &writes.stored {
+        *stored_by_kind.entry(kind_of(key)).or_default() += *bytes as f64 / attempts as f64;
     }
 
     proxy.reset();
@@ -169,9 +180,13 @@ async fn main() -> Result<(), Error> {
     let session_page = proxy.meter();
     proxy.reset();
     let retrieves = ids.len().min(50);
+    // What the API shows of an attempt (its fields, receipts and history), in compact JSON.
+    let mut shown = 0;
     for id in ids.iter().take(retrieves) {
-        call(&api, &request("GET", &format!("/v1/payments/attempts/{id}"), "", None, None), 200).await?;
+        let attempt = call(&api, &request("GET", &format!("/v1/payments/attempts/{id}"), "", None, None), 200).await?;
+        shown += attempt.to_string().len();
     }
+    let shown = shown as f64 / retrieves as f64;
     let retrieved = proxy.meter();
     let summary = call(&api, &request("GET", "/v1/payments/attempts/summary", "", None, None), 200).await?;
     let summary_matches = summary["count"] == json!(walked)
@@ -229,6 +244,11 @@ async fn main() -> Result<(), Error> {
             "wcu_per_keyed_settle": per_attempt(settles.total_wcu()),
             "wcu_per_attempt_by_kind": by_kind,
         },
+        "storage": {
+            "api_json_bytes_per_attempt": shown,
+            "stored_bytes_per_attempt_by_kind": stored_by_kind,
+            "attempt_item_over_api_json": stored_by_kind.get("attempts").copied().unwrap_or(0.0) / shown,
+        },
         "org_list_page_of_50": {
             "pages": pages,
             "rows_read_per_page": org_pages.rows_read as f64 / pages as f64,
@@ -268,6 +288,12 @@ async fn main() -> Result<(), Error> {
     );
     let kinds: Vec<String> = by_kind.iter().map(|(kind, units)| format!("{kind} {units:.2}")).collect();
     println!("WCU per attempt by kind: {}", kinds.join(", "));
+    let kinds: Vec<String> = stored_by_kind.iter().map(|(kind, bytes)| format!("{kind} {bytes:.0}")).collect();
+    println!(
+        "stored bytes per attempt by kind: {}; the API shows {shown:.0} bytes of JSON (attempt item {:.2}x that)",
+        kinds.join(", "),
+        report["storage"]["attempt_item_over_api_json"].as_f64().unwrap_or(f64::NAN),
+    );
     println!(
         "org list, pages of 50: {:.1} rows read and {:.1} RCU per page, {:.2} Query calls per page; session page: {} Query; retrieve: {:.2} calls",
         report["org_list_page_of_50"]["rows_read_per_page"].as_f64().unwrap_or(f64::NAN),

@@ -2,7 +2,7 @@
 //! nothing moves: no write is lost or misplaced, every earlier id is retrieved with one
 //! GetItem, and lists and summaries stay exact.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The local server over loopback: the README's curl examples, run as written.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;

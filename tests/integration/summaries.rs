@@ -1,8 +1,8 @@
 //! Summaries kept from the table's stream: each change counted exactly once, whether its
-//! batch is delivered again, twice at once, or after a failure; and within the bound the README
+//! batch is delivered again, twice at once, or after a failure; and within the bound docs/design.md
 //! states once the mapping runs.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,7 +107,7 @@ async fn a_batch_that_fails_is_delivered_again_from_its_failed_record() {
     assert_counted_once(&svc, 66).await;
 }
 
-/// The README's bound: a summary includes a write about 1 to 2 s after it is acknowledged on
+/// The bound docs/design.md states: a summary includes a write about 1 to 2 s after it is acknowledged on
 /// Lambda (4 polls a second, a 1 s batching window). The local mapping polls 4 times a second
 /// without a window; the bound checked here is 5 s, so a slow machine cannot fail it.
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Storage outages: DynamoDB Local stopped under the service, then started again.
 
-mod common;
+use crate::common;
 
 use common::{attempt_body, service_on};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Every event in `events/` (the ones `sam local invoke` and `cargo lambda invoke` use) goes
 //! through its handler and gets the expected answer.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

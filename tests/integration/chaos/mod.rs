@@ -23,9 +23,9 @@
 
 mod check;
 mod clients;
-#[path = "../common/mod.rs"]
-mod common;
 mod history;
+
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

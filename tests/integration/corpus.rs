@@ -1,7 +1,7 @@
 //! A corpus of malformed requests: each gets its status and the `param` it names, and none
 //! writes anything.
 
-mod common;
+use crate::common;
 
 use common::{attempt_body, bearer, service};
 use serde_json::{json, Value};

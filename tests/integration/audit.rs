@@ -1,7 +1,7 @@
 //! The operators' audit view on 2,000 attempts: every filter combination walks to exactly the
 //! in-memory answer, from keys, within the read bound.
 
-mod common;
+use crate::common;
 
 use payment_attempts::command::NewAttempt;
 use payment_attempts::page::{CreatedRange, Cursor, ListQuery};

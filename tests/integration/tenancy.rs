@@ -1,7 +1,7 @@
 //! Tenancy attacks: with another organization's ids, sessions, cursors, keys and hashes, every
 //! route returns nothing of theirs and reveals nothing about them.
 
-mod common;
+use crate::common;
 
 use common::{attempt_body, service};
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! Record, retrieve and list through the handlers, against DynamoDB Local.
 
-mod common;
+use crate::common;
 
 use common::{attempt_body, bearer, service};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Record-attempt for payment authorities: transitions, races, idempotent retries and the
 //! replay guard, against DynamoDB Local.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

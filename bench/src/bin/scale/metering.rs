@@ -30,6 +30,9 @@ pub struct Meter {
     pub calls: HashMap<String, u64>,
     /// Rows read by Query calls, before their filters.
     pub rows_read: u64,
+    /// The bytes of each item as last put, by (`pk`, `sk`); index copies by
+    /// (`index <session_pk>`, `sk`). Updated counters are not sized.
+    pub stored: HashMap<(String, String), usize>,
 }
 
 impl Meter {
@@ -109,7 +112,7 @@ async fn forward(
 ) -> Result<Response<Full<Bytes>>, ProxyError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    let operation = crate::dynamodb_local::operation(&parts.headers);
+    let operation = payment_attempts_local::dynamodb_local::operation(&parts.headers);
     let mut request = Request::builder().method(parts.method).uri(parts.uri);
     for (name, value) in &parts.headers {
         request = request.header(name, value);
@@ -170,12 +173,17 @@ fn key_of(item: &Value, name: &str) -> Option<String> {
 }
 
 fn put(meter: &mut Meter, item: &Value, factor: f64) {
-    let units = (item_size(item) as f64 / 1024.0).ceil().max(1.0);
+    let size = item_size(item);
+    let units = (size as f64 / 1024.0).ceil().max(1.0);
+    let sk = key_of(item, "sk").unwrap_or_default();
     if let Some(pk) = key_of(item, TABLE_KEY) {
-        *meter.wcu_by_key.entry(pk).or_default() += units * factor;
+        *meter.wcu_by_key.entry(pk.clone()).or_default() += units * factor;
+        meter.stored.insert((pk, sk.clone()), size);
     }
     if let Some(session) = key_of(item, INDEX_KEY) {
-        *meter.wcu_by_key.entry(format!("index {session}")).or_default() += units;
+        let index = format!("index {session}");
+        *meter.wcu_by_key.entry(index.clone()).or_default() += units;
+        meter.stored.insert((index, sk), size);
     }
 }
 

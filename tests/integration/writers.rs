@@ -1,7 +1,7 @@
 //! AWS service writers: IAM-authorized routes, SQS batches and direct invokes share the HTTP
 //! routes' validation and store code.
 
-mod common;
+use crate::common;
 
 use common::{attempt_body, service, Service, TRUSTED_ROLE};
 use lambda_http::{Context, LambdaEvent};
