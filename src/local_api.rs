@@ -217,6 +217,38 @@ impl GatewayRequest {
 
     /// The payload format 2.0 event API Gateway sends for this request on `route`.
     pub fn to_event(&self, route: &Route, path_params: &[(String, String)]) -> Value {
+        let headers = self.gateway_headers();
+        let route_key = format!("{} {}", route.method, route.path);
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": self.path,
+            "rawQueryString": self.query,
+            "requestContext": self.request_context(route, &route_key, &headers),
+            "headers": headers,
+            "isBase64Encoded": false,
+        });
+        if !path_params.is_empty() {
+            let params: Map<String, Value> =
+                path_params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            event["pathParameters"] = params.into();
+        }
+        if !self.body.is_empty() {
+            event["body"] = match std::str::from_utf8(&self.body) {
+                Ok(text) => Value::String(text.to_owned()),
+                Err(_) => {
+                    use base64::Engine;
+                    event["isBase64Encoded"] = Value::Bool(true);
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(&self.body))
+                }
+            };
+        }
+        event
+    }
+
+    /// The headers as payload 2.0 carries them: names lower-cased, repeats joined by commas,
+    /// and the forwarding headers the gateway sets whatever the client sent.
+    fn gateway_headers(&self) -> Map<String, Value> {
         let mut headers = Map::new();
         for (name, value) in &self.headers {
             let name = name.to_ascii_lowercase();
@@ -230,10 +262,14 @@ impl GatewayRequest {
                 }
             }
         }
-        // Set by the gateway, whatever the client sent: the local server speaks plain HTTP.
+        // The local server speaks plain HTTP.
         headers.insert("x-forwarded-proto".to_owned(), Value::String("http".to_owned()));
         headers.insert("x-forwarded-for".to_owned(), Value::String(self.source_ip.clone()));
-        let route_key = format!("{} {}", route.method, route.path);
+        headers
+    }
+
+    /// `requestContext`, with the caller's identity as the route's authorizer reports it.
+    fn request_context(&self, route: &Route, route_key: &str, headers: &Map<String, Value>) -> Value {
         let now = time::OffsetDateTime::now_utc();
         let mut context = json!({
             "accountId": "000000000000",
@@ -266,31 +302,7 @@ impl GatewayRequest {
                 context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
             }
         }
-        let mut event = json!({
-            "version": "2.0",
-            "routeKey": route_key,
-            "rawPath": self.path,
-            "rawQueryString": self.query,
-            "headers": headers,
-            "requestContext": context,
-            "isBase64Encoded": false,
-        });
-        if !path_params.is_empty() {
-            let params: Map<String, Value> =
-                path_params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-            event["pathParameters"] = params.into();
-        }
-        if !self.body.is_empty() {
-            event["body"] = match std::str::from_utf8(&self.body) {
-                Ok(text) => Value::String(text.to_owned()),
-                Err(_) => {
-                    use base64::Engine;
-                    event["isBase64Encoded"] = Value::Bool(true);
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(&self.body))
-                }
-            };
-        }
-        event
+        context
     }
 }
 

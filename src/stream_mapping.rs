@@ -75,6 +75,24 @@ impl StreamMapping {
     /// Returns the records delivered; an error if a batch still fails after [`TRIES`].
     pub async fn drain(&self) -> Result<usize, Error> {
         let mut shards = self.shards.lock().await;
+        self.discover(&mut shards).await?;
+        let mut delivered = 0;
+        // Shard ids sort by creation, so a parent read to its end frees its children at once.
+        let ids: Vec<String> = shards.keys().cloned().collect();
+        for id in &ids {
+            let parent = shards.get(id).and_then(|s| s.parent.as_ref()).and_then(|p| shards.get(p));
+            if parent.is_some_and(|p| !p.closed || !p.pending.is_empty()) {
+                continue;
+            }
+            if let Some(shard) = shards.get_mut(id) {
+                delivered += self.read_to_end(id, shard).await?;
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Adds the stream's shards not seen yet, each from its oldest record.
+    async fn discover(&self, shards: &mut BTreeMap<String, Shard>) -> Result<(), Error> {
         let mut start = None;
         loop {
             let described = self
@@ -95,60 +113,57 @@ impl StreamMapping {
             }
             start = description.and_then(|d| d.last_evaluated_shard_id()).map(str::to_owned);
             if start.is_none() {
-                break;
+                return Ok(());
             }
         }
+    }
+
+    /// Reads the shard and delivers its batches until a read finds nothing new.
+    async fn read_to_end(&self, id: &str, shard: &mut Shard) -> Result<usize, Error> {
         let mut delivered = 0;
-        // Shard ids sort by creation, so a parent read to its end frees its children at once.
-        let ids: Vec<String> = shards.keys().cloned().collect();
-        for id in &ids {
-            let parent_done = |shards: &BTreeMap<String, Shard>| {
-                let parent = shards.get(id).and_then(|s| s.parent.as_ref()).and_then(|p| shards.get(p));
-                parent.is_none_or(|p| p.closed && p.pending.is_empty())
-            };
-            if !parent_done(&shards) {
-                continue;
+        loop {
+            let read = self.read(id, shard).await?;
+            while !shard.pending.is_empty() {
+                delivered += self.deliver(shard).await?;
             }
-            let Some(shard) = shards.get_mut(id) else { continue };
-            let mut refreshed = false;
-            loop {
-                let mut read = 0;
-                if let (Some(iterator), false) = (shard.iterator.clone(), shard.closed) {
-                    let out = match self.streams.get_records().shard_iterator(iterator).send().await {
-                        Ok(out) => out,
-                        // DynamoDB Local expires an iterator taken on an empty shard once
-                        // records arrive; Lambda too takes a new one where it stopped.
-                        Err(e)
-                            if !refreshed
-                                && e.as_service_error().is_some_and(|e| {
-                                    e.is_trimmed_data_access_exception() || e.is_expired_iterator_exception()
-                                }) =>
-                        {
-                            shard.iterator = self.iterator(id, shard.last_read.as_deref()).await?;
-                            refreshed = true;
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    refreshed = false;
-                    read = out.records().len();
-                    if let Some(last) = out.records().last().and_then(|r| r.dynamodb()?.sequence_number()) {
-                        shard.last_read = Some(last.to_owned());
-                    }
-                    let records = out.records().iter().map(|r| self.event_record(r));
-                    shard.pending.extend(records.filter(|r| self.delivers(r)));
-                    shard.closed = out.next_shard_iterator.is_none();
-                    shard.iterator = out.next_shard_iterator;
-                }
-                while !shard.pending.is_empty() {
-                    delivered += self.deliver(shard).await?;
-                }
-                if read == 0 {
-                    break;
-                }
+            if read == 0 {
+                return Ok(delivered);
             }
         }
-        Ok(delivered)
+    }
+
+    /// One read of the shard into its pending records (those the mapping's filters deliver):
+    /// how many records it read.
+    async fn read(&self, id: &str, shard: &mut Shard) -> Result<usize, Error> {
+        let mut refreshed = false;
+        loop {
+            let (Some(iterator), false) = (shard.iterator.clone(), shard.closed) else { return Ok(0) };
+            let out = match self.streams.get_records().shard_iterator(iterator).send().await {
+                Ok(out) => out,
+                // DynamoDB Local expires an iterator taken on an empty shard once records
+                // arrive; Lambda too takes a new one where it stopped.
+                Err(e)
+                    if !refreshed
+                        && e.as_service_error().is_some_and(|e| {
+                            e.is_trimmed_data_access_exception() || e.is_expired_iterator_exception()
+                        }) =>
+                {
+                    shard.iterator = self.iterator(id, shard.last_read.as_deref()).await?;
+                    refreshed = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let read = out.records().len();
+            if let Some(last) = out.records().last().and_then(|r| r.dynamodb()?.sequence_number()) {
+                shard.last_read = Some(last.to_owned());
+            }
+            let records = out.records().iter().map(|r| self.event_record(r));
+            shard.pending.extend(records.filter(|r| self.delivers(r)));
+            shard.closed = out.next_shard_iterator.is_none();
+            shard.iterator = out.next_shard_iterator;
+            return Ok(read);
+        }
     }
 
     /// An iterator of the shard after `last_read`, or from its oldest record.

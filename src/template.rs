@@ -35,7 +35,7 @@ pub struct Route {
 pub struct Template {
     table: Yaml,
     pub routes: Vec<Route>,
-    /// DynamoDB actions each function's policies allow, by binary.
+    /// DynamoDB actions each function's role allows, by binary.
     pub dynamodb_actions: Vec<(String, Vec<String>)>,
     /// `Globals.Function.Timeout`: how long each invocation may run.
     pub function_timeout: std::time::Duration,
@@ -64,6 +64,51 @@ fn str_at<'a>(node: &'a Yaml, key: &str) -> Result<&'a str, TemplateError> {
     node[key].as_str().ok_or_else(|| shape(format!("missing string `{key}`")))
 }
 
+/// The DynamoDB actions a function's role allows (`Role: !GetAtt <role>.Arn`, its inline
+/// policies).
+fn dynamodb_actions_of(resources: &yaml_rust2::yaml::Hash, function: &Yaml) -> Vec<String> {
+    let role = function["Properties"]["Role"].as_str().unwrap_or_default().trim_end_matches(".Arn");
+    let role = resources.get(&Yaml::String(role.to_owned())).unwrap_or(&Yaml::BadValue);
+    let policies = role["Properties"]["Policies"].as_vec().into_iter().flatten();
+    let statements = policies.flat_map(|policy| policy["PolicyDocument"]["Statement"].as_vec().into_iter().flatten());
+    let mut actions = Vec::new();
+    for statement in statements {
+        match &statement["Action"] {
+            Yaml::String(action) => actions.push(action.clone()),
+            Yaml::Array(list) => actions.extend(list.iter().filter_map(Yaml::as_str).map(str::to_owned)),
+            _ => {}
+        }
+    }
+    actions.retain(|action| action.starts_with("dynamodb:"));
+    actions
+}
+
+/// An `HttpApi` event: one route to the function.
+fn http_route(function: &str, properties: &Yaml) -> Result<Route, TemplateError> {
+    Ok(Route {
+        method: str_at(properties, "Method")?.to_ascii_uppercase(),
+        path: str_at(properties, "Path")?.to_owned(),
+        function: function.to_owned(),
+        iam: properties["Auth"]["Authorizer"].as_str() == Some("AWS_IAM"),
+    })
+}
+
+/// A `DynamoDB` event: how Lambda delivers the table's stream to the function.
+fn stream_mapping_of(function: &str, properties: &Yaml) -> Result<StreamMappingSpec, TemplateError> {
+    let mut filters = Vec::new();
+    for filter in properties["FilterCriteria"]["Filters"].as_vec().into_iter().flatten() {
+        let pattern = str_at(filter, "Pattern")?;
+        filters.push(serde_json::from_str(pattern).map_err(|e| shape(format!("filter: {e}")))?);
+    }
+    Ok(StreamMappingSpec {
+        function: function.to_owned(),
+        batch_size: properties["BatchSize"].as_i64().and_then(|n| usize::try_from(n).ok()).unwrap_or(100),
+        // Lambda's default is -1: retry until the record expires.
+        maximum_retry_attempts: properties["MaximumRetryAttempts"].as_i64().and_then(|n| u32::try_from(n).ok()),
+        filters,
+    })
+}
+
 impl Template {
     pub fn load(path: &Path) -> Result<Self, TemplateError> {
         let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Read(path.display().to_string(), e))?;
@@ -83,47 +128,14 @@ impl Template {
                 Some("AWS::DynamoDB::Table") => table = Some(resource["Properties"].clone()),
                 Some("AWS::Serverless::Function") => {
                     let function = str_at(&resource["Metadata"]["BuildProperties"], "Binary")?;
-                    let mut actions = Vec::new();
-                    for policy in resource["Properties"]["Policies"].as_vec().into_iter().flatten() {
-                        for statement in policy["Statement"].as_vec().into_iter().flatten() {
-                            match &statement["Action"] {
-                                Yaml::String(action) => actions.push(action.clone()),
-                                Yaml::Array(list) => {
-                                    actions.extend(list.iter().filter_map(Yaml::as_str).map(str::to_owned))
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    dynamodb_actions.push((function.to_owned(), actions));
+                    dynamodb_actions.push((function.to_owned(), dynamodb_actions_of(resources, resource)));
                     for (_, event) in resource["Properties"]["Events"].as_hash().into_iter().flatten() {
-                        if event["Type"].as_str() == Some("HttpApi") {
-                            routes.push(Route {
-                                method: str_at(&event["Properties"], "Method")?.to_ascii_uppercase(),
-                                path: str_at(&event["Properties"], "Path")?.to_owned(),
-                                function: function.to_owned(),
-                                iam: event["Properties"]["Auth"]["Authorizer"].as_str() == Some("AWS_IAM"),
-                            });
-                        }
-                        if event["Type"].as_str() == Some("DynamoDB") {
-                            let properties = &event["Properties"];
-                            let mut filters = Vec::new();
-                            for filter in properties["FilterCriteria"]["Filters"].as_vec().into_iter().flatten() {
-                                let pattern = str_at(filter, "Pattern")?;
-                                filters.push(serde_json::from_str(pattern).map_err(|e| shape(format!("filter: {e}")))?);
+                        match event["Type"].as_str() {
+                            Some("HttpApi") => routes.push(http_route(function, &event["Properties"])?),
+                            Some("DynamoDB") => {
+                                stream_mapping = Some(stream_mapping_of(function, &event["Properties"])?)
                             }
-                            stream_mapping = Some(StreamMappingSpec {
-                                function: function.to_owned(),
-                                batch_size: properties["BatchSize"]
-                                    .as_i64()
-                                    .and_then(|n| usize::try_from(n).ok())
-                                    .unwrap_or(100),
-                                // Lambda's default is -1: retry until the record expires.
-                                maximum_retry_attempts: properties["MaximumRetryAttempts"]
-                                    .as_i64()
-                                    .and_then(|n| u32::try_from(n).ok()),
-                                filters,
-                            });
+                            _ => {}
                         }
                     }
                 }

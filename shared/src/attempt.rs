@@ -11,41 +11,48 @@ use crate::idempotency::RequestToken;
 use crate::money::{Amount, Currency};
 use crate::time::Timestamp;
 
-/// The seed's status vocabulary. `Active` and `Disabled` describe payment accounts; they are
-/// kept here only so that writing them to an attempt gets an error that says so.
+/// Where an attempt is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    Active,
-    Disabled,
     Pending,
     Succeeded,
     Failed,
     Released,
 }
 
-impl Status {
-    pub const ALL: [Status; 6] =
-        [Status::Active, Status::Disabled, Status::Pending, Status::Succeeded, Status::Failed, Status::Released];
+/// Words of the same vocabulary that describe payment accounts: recognised only to say so.
+const ACCOUNT_STATUSES: [&str; 2] = ["active", "disabled"];
 
-    pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == text)
+/// Why a word is not an attempt status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAStatus {
+    #[error("`{0}` describes payment accounts, never payment attempts")]
+    AccountStatus(&'static str),
+    #[error("`{0}` is not one of pending, succeeded, failed, released")]
+    Unknown(String),
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Pending, Status::Succeeded, Status::Failed, Status::Released];
+
+    pub fn parse(text: &str) -> Result<Status, NotAStatus> {
+        if let Some(status) = Status::ALL.into_iter().find(|s| s.as_str() == text) {
+            return Ok(status);
+        }
+        match ACCOUNT_STATUSES.into_iter().find(|word| *word == text) {
+            Some(word) => Err(NotAStatus::AccountStatus(word)),
+            None => Err(NotAStatus::Unknown(text.to_owned())),
+        }
     }
 
     pub fn as_str(&self) -> &'static str {
         match self {
-            Status::Active => "active",
-            Status::Disabled => "disabled",
             Status::Pending => "pending",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Released => "released",
         }
-    }
-
-    /// Account statuses: never valid for an attempt.
-    pub fn describes_accounts(&self) -> bool {
-        matches!(self, Status::Active | Status::Disabled)
     }
 
     /// Statuses an attempt may be created in.
@@ -89,14 +96,21 @@ impl StatusTransition {
     }
 }
 
-/// Why the status is what it is; mirrors the latest history entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatusDetails {
-    pub changed_at: Timestamp,
+/// Why a status was set, as its writer tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusNote {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub source: Option<String>,
     pub code: Option<String>,
+}
+
+/// Why the status is what it is; mirrors the latest history entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusDetails {
+    pub changed_at: Timestamp,
+    #[serde(flatten)]
+    pub note: StatusNote,
 }
 
 /// One entry of the append-only status history.
@@ -105,10 +119,8 @@ pub struct StatusChange {
     pub status: Status,
     pub previous_status: Option<Status>,
     pub changed_at: Timestamp,
-    pub reason: Option<String>,
-    pub message: Option<String>,
-    pub source: Option<String>,
-    pub code: Option<String>,
+    #[serde(flatten)]
+    pub note: StatusNote,
     /// The receipt written with this change: always on creation, on a transition when it
     /// sent one. The attempt's `receipt` is the latest; these keep every earlier one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,13 +134,7 @@ pub struct StatusChange {
 impl StatusChange {
     /// `status_details` mirrors the latest change.
     pub fn details(&self) -> StatusDetails {
-        StatusDetails {
-            changed_at: self.changed_at,
-            reason: self.reason.clone(),
-            message: self.message.clone(),
-            source: self.source.clone(),
-            code: self.code.clone(),
-        }
+        StatusDetails { changed_at: self.changed_at, note: self.note.clone() }
     }
 }
 
@@ -249,16 +255,18 @@ mod tests {
     fn creation_statuses() {
         let initial: Vec<_> = Status::ALL.into_iter().filter(Status::is_initial).collect();
         assert_eq!(initial, vec![Pending, Succeeded, Failed]);
-        assert!(Active.describes_accounts() && Disabled.describes_accounts());
+        assert_eq!(Status::parse("released"), Ok(Released));
+        assert_eq!(Status::parse("active"), Err(NotAStatus::AccountStatus("active")));
+        assert_eq!(Status::parse("Pending"), Err(NotAStatus::Unknown("Pending".to_owned())));
         assert!(!Pending.is_final() && Succeeded.is_final() && Failed.is_final() && Released.is_final());
     }
 
     #[test]
     fn statuses_round_trip_their_names() {
         for s in Status::ALL {
-            assert_eq!(Status::parse(s.as_str()), Some(s));
+            assert_eq!(Status::parse(s.as_str()), Ok(s));
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
-        assert_eq!(Status::parse("PENDING"), None);
+        assert!(Status::parse("PENDING").is_err());
     }
 }

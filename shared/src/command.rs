@@ -5,35 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use crate::attempt::{Attempt, InvalidTransition, Status, StatusChange, StatusTransition};
-use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
+use crate::attempt::{Attempt, InvalidTransition, Status, StatusChange, StatusNote, StatusTransition};
+use crate::id::{AttemptId, Id, OrganizationId, PaymentAccountId, SessionId};
 use crate::idempotency::RequestToken;
 use crate::money::{Amount, AmountError, Currency};
 use crate::time::Timestamp;
 use crate::validation::{self as v, InvalidRequest, JsonFields, Result};
-
-/// Why a status was set, as the writer tells it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusNote {
-    pub reason: Option<String>,
-    pub message: Option<String>,
-    pub source: Option<String>,
-    pub code: Option<String>,
-}
-
-impl StatusNote {
-    fn change(
-        self,
-        status: Status,
-        previous_status: Option<Status>,
-        changed_at: Timestamp,
-        receipt: Option<Box<RawValue>>,
-        written_by: Option<RequestToken>,
-    ) -> StatusChange {
-        let StatusNote { reason, message, source, code } = self;
-        StatusChange { status, previous_status, changed_at, reason, message, source, code, receipt, written_by }
-    }
-}
 
 /// A validated request to record a new attempt.
 #[derive(Debug, Clone)]
@@ -59,9 +36,9 @@ pub struct NewAttempt {
 impl NewAttempt {
     pub fn from_json(body: &[u8]) -> Result<Self> {
         let mut f = JsonFields::parse(body)?;
-        let organization_id = prefixed(f.take("organization_id"), "organization_id", OrganizationId::parse)?;
-        let session_id = prefixed(f.take("session_id"), "session_id", SessionId::parse)?;
-        let payment_account_id = prefixed(f.take("payment_account_id"), "payment_account_id", PaymentAccountId::parse)?;
+        let organization_id = prefixed(f.take("organization_id"), "organization_id")?;
+        let session_id = prefixed(f.take("session_id"), "session_id")?;
+        let payment_account_id = prefixed(f.take("payment_account_id"), "payment_account_id")?;
         let capability = required(&mut f, "capability", v::capability)?;
         let operation = required(&mut f, "operation", v::capability)?;
         let rail = optional(f.take("rail"), "rail", |raw, p| {
@@ -106,7 +83,14 @@ impl NewAttempt {
     /// The attempt as first recorded, created now by `organization`.
     pub fn into_attempt(self, organization: OrganizationId, now: Timestamp) -> Attempt {
         // A create is recognised by its attempt's id, which no other request writes.
-        let change = self.status_note.change(self.status, None, now, Some(self.receipt.clone()), None);
+        let change = StatusChange {
+            status: self.status,
+            previous_status: None,
+            changed_at: now,
+            note: self.status_note,
+            receipt: Some(self.receipt.clone()),
+            written_by: None,
+        };
         Attempt {
             id: AttemptId::new_at(now),
             organization_id: organization,
@@ -147,7 +131,7 @@ pub struct StatusUpdate {
 impl StatusUpdate {
     pub fn from_json(body: &[u8]) -> Result<Self> {
         let mut f = JsonFields::parse(body)?;
-        let organization_id = prefixed(f.take("organization_id"), "organization_id", OrganizationId::parse)?;
+        let organization_id = prefixed(f.take("organization_id"), "organization_id")?;
         let status = required(&mut f, "status", parse_status)?;
         let error_message = v::optional_string(f.take("error_message"), "error_message", 1000)?;
         let status_note = status_note(f.take("status_details"), "status_details")?;
@@ -170,8 +154,14 @@ impl StatusUpdate {
         by: &RequestToken,
     ) -> std::result::Result<Attempt, InvalidTransition> {
         let transition = StatusTransition::new(attempt.status, self.status)?;
-        let change =
-            self.status_note.change(transition.to, Some(transition.from), now, self.receipt.clone(), Some(by.clone()));
+        let change = StatusChange {
+            status: transition.to,
+            previous_status: Some(transition.from),
+            changed_at: now,
+            note: self.status_note.clone(),
+            receipt: self.receipt.clone(),
+            written_by: Some(by.clone()),
+        };
         let mut next = attempt.clone();
         next.status = transition.to;
         next.status_details = change.details();
@@ -204,16 +194,12 @@ fn optional<T>(
     }
 }
 
-fn prefixed<T>(raw: Option<Box<RawValue>>, param: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>> {
+fn prefixed<T: Id>(raw: Option<Box<RawValue>>, param: &str) -> Result<Option<T>> {
     optional(raw, param, |raw, p| {
         let text: Option<String> = serde_json::from_str(raw.get()).ok();
-        text.as_deref().and_then(parse).ok_or_else(|| {
-            let prefix = p.trim_end_matches("_id").replace("payment_account", "payacct").replace("organization", "org");
-            InvalidRequest::invalid(
-                p,
-                format!("Invalid {p}: must be `{prefix}_` followed by 1 to 64 letters or digits."),
-            )
-        })
+        text.as_deref()
+            .and_then(T::parse)
+            .ok_or_else(|| InvalidRequest::invalid(p, format!("Invalid {p}: must be {}.", T::FORMAT)))
     })
 }
 
@@ -229,16 +215,8 @@ fn amount(raw: &RawValue, param: &str) -> Result<Amount> {
 
 pub(crate) fn parse_status(raw: &RawValue, param: &str) -> Result<Status> {
     let text: Option<String> = serde_json::from_str(raw.get()).ok();
-    let status = text.as_deref().and_then(Status::parse).ok_or_else(|| {
-        InvalidRequest::invalid(param, format!("Invalid {param}: must be one of pending, succeeded, failed, released."))
-    })?;
-    if status.describes_accounts() {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: `{status}` describes payment accounts, never payment attempts."),
-        ));
-    }
-    Ok(status)
+    Status::parse(text.as_deref().unwrap_or_default())
+        .map_err(|why| InvalidRequest::invalid(param, format!("Invalid {param}: {why}.")))
 }
 
 fn initial_status(raw: &RawValue, param: &str) -> Result<Status> {
@@ -473,7 +451,7 @@ mod tests {
         assert_eq!(settled.status_history.len(), 2);
         let last = &settled.status_history[1];
         assert_eq!(
-            (last.status, last.previous_status, last.code.as_deref()),
+            (last.status, last.previous_status, last.note.code.as_deref()),
             (Status::Succeeded, Some(Status::Pending), Some("ok"))
         );
         assert_eq!(settled.status_details, last.details());

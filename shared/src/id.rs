@@ -15,8 +15,12 @@ const MAX_MS: i64 = (1 << 48) - 1;
 static NEXT_SPREAD: std::sync::LazyLock<std::sync::atomic::AtomicU32> =
     std::sync::LazyLock::new(|| std::sync::atomic::AtomicU32::new(u32::from(Uuid::now_v7().as_bytes()[15])));
 
-/// What an attempt id looks like, as error messages say it.
-pub const ATTEMPT_ID_FORMAT: &str = "payatt_ and 32 lowercase hex digits";
+/// What every id type offers the parsers of requests: its parser, and how it is written.
+pub trait Id: Sized {
+    /// What a valid id looks like, as error messages say it.
+    const FORMAT: &'static str;
+    fn parse(text: &str) -> Option<Self>;
+}
 
 /// `payatt_` + the 32 lowercase hex digits of a UUIDv7: ids sort by creation time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,9 +79,7 @@ impl AttemptId {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        let hex = text.strip_prefix(ATTEMPT_PREFIX)?;
-        let ok = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        ok.then(|| AttemptId(text.to_owned()))
+        <Self as Id>::parse(text)
     }
 
     /// The creation time a UUIDv7 id carries (millisecond precision).
@@ -105,6 +107,16 @@ impl serde::Serialize for AttemptId {
     }
 }
 
+impl Id for AttemptId {
+    const FORMAT: &'static str = "payatt_ and 32 lowercase hex digits";
+
+    fn parse(text: &str) -> Option<Self> {
+        let hex = text.strip_prefix(ATTEMPT_PREFIX)?;
+        let ok = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| AttemptId(text.to_owned()))
+    }
+}
+
 /// Defines an id of the form `<prefix><1..=64 ASCII letters or digits>`.
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -116,13 +128,21 @@ macro_rules! prefixed_id {
             pub const PREFIX: &'static str = $prefix;
 
             pub fn parse(text: &str) -> Option<Self> {
-                let rest = text.strip_prefix($prefix)?;
-                let ok = (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric());
-                ok.then(|| $name(text.to_owned()))
+                <Self as Id>::parse(text)
             }
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl Id for $name {
+            const FORMAT: &'static str = concat!("`", $prefix, "` followed by 1 to 64 letters or digits");
+
+            fn parse(text: &str) -> Option<Self> {
+                let rest = text.strip_prefix($prefix)?;
+                let ok = (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+                ok.then(|| $name(text.to_owned()))
             }
         }
 

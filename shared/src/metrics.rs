@@ -37,13 +37,7 @@ pub enum Metric<'a> {
 impl Metric<'_> {
     /// The EMF document, as one line of JSON.
     pub fn line(&self, timestamp_ms: i64) -> String {
-        let mut fields = Map::new();
-        let mut dimensions: Vec<&str> = Vec::new();
-        let mut metrics: Vec<(&str, &str)> = Vec::new();
-        let mut dimension = |fields: &mut Map<String, Value>, name: &'static str, value: &str| {
-            fields.insert(name.to_owned(), Value::String(value.to_owned()));
-            dimensions.push(name);
-        };
+        let mut doc = Document::default();
         match *self {
             Metric::AttemptRecorded { status, rail, amount_usd }
             | Metric::AttemptSettled { status, rail, amount_usd } => {
@@ -53,63 +47,39 @@ impl Metric<'_> {
                 } else {
                     ("AttemptsSettled", "AmountSettledUsd")
                 };
-                dimension(&mut fields, "Status", status.as_str());
+                doc.dimension("Status", status.as_str());
                 // A property, not a dimension: rail names come from callers, and every
                 // distinct dimension value is a metric billed on its own.
                 if let Some(rail) = rail {
-                    fields.insert("Rail".to_owned(), Value::String(rail.to_owned()));
+                    doc.fields.insert("Rail".to_owned(), Value::String(rail.to_owned()));
                 }
-                fields.insert(name.to_owned(), json!(1));
+                doc.count(name);
                 // CloudWatch keeps metric values as doubles anyway; the audit record has the
                 // exact amount.
                 let amount = serde_json::from_str(&amount_usd.to_string()).unwrap_or(Value::Null);
-                fields.insert(amount_name.to_owned(), amount);
-                metrics.extend([(name, "Count"), (amount_name, "None")]);
+                doc.value(amount_name, amount, "None");
             }
-            Metric::IdempotentReplay => {
-                fields.insert("IdempotentReplays".to_owned(), json!(1));
-                metrics.push(("IdempotentReplays", "Count"));
-            }
-            Metric::ErrorAnswer { status, code } => {
-                let name = match status {
-                    503 => "Unavailable",
-                    500..=599 => "ServerErrors",
-                    _ => "ClientErrors",
-                };
-                if name == "ClientErrors" {
-                    dimension(&mut fields, "Code", code);
+            Metric::IdempotentReplay => doc.count("IdempotentReplays"),
+            Metric::ErrorAnswer { status, code } => match status {
+                503 => doc.count("Unavailable"),
+                500..=599 => doc.count("ServerErrors"),
+                _ => {
+                    doc.dimension("Code", code);
+                    doc.count("ClientErrors");
                 }
-                fields.insert(name.to_owned(), json!(1));
-                metrics.push((name, "Count"));
-            }
-            Metric::DynamoDbThrottled => {
-                fields.insert("DynamoDbThrottles".to_owned(), json!(1));
-                metrics.push(("DynamoDbThrottles", "Count"));
-            }
-            Metric::DynamoDbConflict => {
-                fields.insert("DynamoDbConflicts".to_owned(), json!(1));
-                metrics.push(("DynamoDbConflicts", "Count"));
-            }
+            },
+            Metric::DynamoDbThrottled => doc.count("DynamoDbThrottles"),
+            Metric::DynamoDbConflict => doc.count("DynamoDbConflicts"),
             Metric::ListPage { reads, rows } => {
-                fields.insert("ListReadsPerPage".to_owned(), json!(reads));
-                fields.insert("ListRowsPerPage".to_owned(), json!(rows));
-                metrics.extend([("ListReadsPerPage", "Count"), ("ListRowsPerPage", "Count")]);
+                doc.value("ListReadsPerPage", json!(reads), "Count");
+                doc.value("ListRowsPerPage", json!(rows), "Count");
             }
             Metric::SummarizerBatch { counted, left_out } => {
-                fields.insert("ChangesSummarized".to_owned(), json!(counted));
-                fields.insert("ChangesLeftOutOfSummaries".to_owned(), json!(left_out));
-                metrics.extend([("ChangesSummarized", "Count"), ("ChangesLeftOutOfSummaries", "Count")]);
+                doc.value("ChangesSummarized", json!(counted), "Count");
+                doc.value("ChangesLeftOutOfSummaries", json!(left_out), "Count");
             }
         }
-        let metrics: Vec<Value> = metrics.iter().map(|(name, unit)| json!({"Name": name, "Unit": unit})).collect();
-        fields.insert(
-            "_aws".to_owned(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [dimensions], "Metrics": metrics}],
-            }),
-        );
-        Value::Object(fields).to_string()
+        doc.line(timestamp_ms)
     }
 
     /// Writes the line to stdout, where Lambda ships it to CloudWatch; elsewhere (the local
@@ -122,6 +92,40 @@ impl Metric<'_> {
         let line = self.line(crate::time::Timestamp::now().unix_millis());
         // A metric that cannot be written is not worth failing a request for.
         let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+}
+
+/// An EMF document as it is built: its fields, and which of them are dimensions and metrics.
+#[derive(Default)]
+struct Document {
+    fields: Map<String, Value>,
+    dimensions: Vec<&'static str>,
+    metrics: Vec<(&'static str, &'static str)>,
+}
+
+impl Document {
+    fn dimension(&mut self, name: &'static str, value: &str) {
+        self.fields.insert(name.to_owned(), Value::String(value.to_owned()));
+        self.dimensions.push(name);
+    }
+
+    fn value(&mut self, name: &'static str, value: Value, unit: &'static str) {
+        self.fields.insert(name.to_owned(), value);
+        self.metrics.push((name, unit));
+    }
+
+    fn count(&mut self, name: &'static str) {
+        self.value(name, json!(1), "Count");
+    }
+
+    fn line(mut self, timestamp_ms: i64) -> String {
+        let metrics: Vec<Value> = self.metrics.iter().map(|(name, unit)| json!({"Name": name, "Unit": unit})).collect();
+        let directive = json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [self.dimensions], "Metrics": metrics}],
+        });
+        self.fields.insert("_aws".to_owned(), directive);
+        Value::Object(self.fields).to_string()
     }
 }
 

@@ -10,8 +10,6 @@ use serde::Serialize;
 use crate::attempt::{Attempt, Status};
 use crate::id::SessionId;
 
-/// Statuses an attempt can have, in the order summaries show them.
-pub const ATTEMPT_STATUSES: [Status; 4] = [Status::Pending, Status::Succeeded, Status::Failed, Status::Released];
 pub const HOUR_MS: i64 = 3_600_000;
 /// The longest time range an organization summary covers (31 days of hourly counters).
 pub const MAX_RANGE_HOURS: i64 = 31 * 24;
@@ -62,7 +60,7 @@ impl Summary {
 
     /// The statuses whose count or total is not zero, with their totals.
     pub fn nonzero(&self) -> Vec<(Status, StatusTotals)> {
-        ATTEMPT_STATUSES
+        Status::ALL
             .iter()
             .map(|status| (*status, self.get(*status)))
             .filter(|(_, totals)| totals.count != 0 || !totals.amount_usd.is_zero())
@@ -70,7 +68,7 @@ impl Summary {
     }
 
     pub fn total(&self) -> StatusTotals {
-        ATTEMPT_STATUSES.iter().map(|s| self.get(*s)).fold(StatusTotals::default(), |acc, t| StatusTotals {
+        Status::ALL.iter().map(|s| self.get(*s)).fold(StatusTotals::default(), |acc, t| StatusTotals {
             count: acc.count + t.count,
             amount_usd: (acc.amount_usd + t.amount_usd).normalize(),
         })
@@ -81,7 +79,7 @@ impl Summary {
 /// Equal when every status has the same count and total (a status never seen is zero).
 impl PartialEq for Summary {
     fn eq(&self, other: &Self) -> bool {
-        ATTEMPT_STATUSES.iter().all(|s| self.get(*s) == other.get(*s))
+        Status::ALL.iter().all(|s| self.get(*s) == other.get(*s))
     }
 }
 
@@ -109,8 +107,7 @@ impl Serialize for Summary {
     /// `{"count", "amount_usd", "by_status": {"pending": {"count", "amount_usd"}, ...}}`
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let total = self.total();
-        let by_status: BTreeMap<&str, StatusTotals> =
-            ATTEMPT_STATUSES.iter().map(|s| (s.as_str(), self.get(*s))).collect();
+        let by_status: BTreeMap<&str, StatusTotals> = Status::ALL.iter().map(|s| (s.as_str(), self.get(*s))).collect();
         let mut map = serializer.serialize_map(Some(3))?;
         map.serialize_entry("count", &total.count)?;
         map.serialize_entry("amount_usd", &Exact(total.amount_usd))?;

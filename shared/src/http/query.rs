@@ -4,7 +4,7 @@ use lambda_http::{Request, RequestExt};
 
 use super::*;
 use crate::attempt::Status;
-use crate::id::{AttemptId, SessionId, ATTEMPT_ID_FORMAT};
+use crate::id::{AttemptId, Id, SessionId};
 use crate::page::{CreatedRange, Cursor, ListQuery, MAX_LIMIT};
 use crate::summary::{SummaryScope, HOUR_MS, MAX_RANGE_HOURS};
 use crate::validation::InvalidRequest;
@@ -14,36 +14,80 @@ pub fn attempt_id(req: &Request) -> Result<AttemptId, ApiError> {
     let params = req.path_parameters();
     let raw = params.first("id").unwrap_or_default();
     AttemptId::parse(raw).ok_or_else(|| {
-        InvalidRequest::invalid("id", format!("Invalid id: `{raw}` is not a payment attempt id ({ATTEMPT_ID_FORMAT})."))
-            .into()
+        InvalidRequest::invalid(
+            "id",
+            format!("Invalid id: `{raw}` is not a payment attempt id ({}).", AttemptId::FORMAT),
+        )
+        .into()
     })
+}
+
+/// A request's query parameters, read the same way for every route: a name given twice is
+/// refused unless it may repeat, an unknown name is refused by the route, and each value's
+/// error names its parameter.
+struct QueryParams {
+    map: lambda_http::aws_lambda_events::query_map::QueryMap,
+    /// Each name once, sorted.
+    names: Vec<String>,
+}
+
+impl QueryParams {
+    fn read(req: &Request, repeatable: &[&str]) -> Result<Self, InvalidRequest> {
+        let map = req.query_string_parameters();
+        let mut names: Vec<String> = map.iter().map(|(name, _)| name.to_owned()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|p| p[0] == p[1] && !repeatable.contains(&p[0].as_str())) {
+            return Err(InvalidRequest::duplicate(&pair[0]));
+        }
+        names.dedup();
+        Ok(QueryParams { map, names })
+    }
+
+    fn each(&self) -> impl Iterator<Item = Param<'_>> {
+        self.names.iter().map(|name| Param {
+            name,
+            value: self.map.first(name).unwrap_or_default(),
+            all: self.map.all(name).unwrap_or_default(),
+        })
+    }
+}
+
+/// One parameter: its name, its (first) value, and every value given.
+struct Param<'a> {
+    name: &'a str,
+    value: &'a str,
+    all: Vec<&'a str>,
+}
+
+impl Param<'_> {
+    fn invalid(&self, why: &str) -> InvalidRequest {
+        InvalidRequest::invalid(self.name, format!("Invalid {}: {why}.", self.name))
+    }
+
+    fn session(&self) -> Result<SessionId, InvalidRequest> {
+        SessionId::parse(self.value).ok_or_else(|| self.invalid(&format!("must be {}", SessionId::FORMAT)))
+    }
+
+    /// A time bound (`created[...]`), in nanoseconds since the epoch.
+    fn instant(&self) -> Result<i128, InvalidRequest> {
+        crate::time::parse_instant_nanos(self.value)
+            .ok_or_else(|| self.invalid("must be an RFC 3339 time or Unix seconds"))
+    }
 }
 
 /// Parses the list query, refusing unknown and repeated parameters (only `status` repeats).
 pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
-    let params = req.query_string_parameters();
-    let mut names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
-    names.sort_unstable();
-    for pair in names.windows(2) {
-        if pair[0] == pair[1] && pair[0] != "status" {
-            return Err(InvalidRequest::duplicate(pair[0]).into());
-        }
-    }
-    names.dedup();
+    let params = QueryParams::read(req, &["status"])?;
     let mut query = ListQuery::default();
     let mut bounds = TimeBounds::default();
-    for name in names {
-        let value = params.first(name).unwrap_or_default();
-        let invalid = |why: &str| InvalidRequest::invalid(name, format!("Invalid {name}: {why}."));
+    for param in params.each() {
+        let (name, value) = (param.name, param.value);
         match name {
-            "session_id" => {
-                let session = SessionId::parse(value)
-                    .ok_or_else(|| invalid("must be `session_` followed by 1 to 64 letters or digits"))?;
-                query.session_id = Some(session);
-            }
+            "session_id" => query.session_id = Some(param.session()?),
             "limit" => {
                 let limit = value.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l));
-                query.limit = limit.ok_or_else(|| invalid(&format!("must be an integer from 1 to {MAX_LIMIT}")))?;
+                query.limit =
+                    limit.ok_or_else(|| param.invalid(&format!("must be an integer from 1 to {MAX_LIMIT}")))?;
             }
             "starting_after" | "ending_before" => {
                 if query.cursor.is_some() {
@@ -51,16 +95,14 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
                     return Err(InvalidRequest::invalid("ending_before", both).into());
                 }
                 let id = AttemptId::parse(value)
-                    .ok_or_else(|| invalid(&format!("must be a payment attempt id ({ATTEMPT_ID_FORMAT})")))?;
+                    .ok_or_else(|| param.invalid(&format!("must be a payment attempt id ({})", AttemptId::FORMAT)))?;
                 query.cursor =
                     Some(if name == "starting_after" { Cursor::StartingAfter(id) } else { Cursor::EndingBefore(id) });
             }
             "status" => {
                 // `status=failed&status=pending` or `status=failed,pending`.
-                for text in params.all(name).unwrap_or_default().iter().flat_map(|v| v.split(',')) {
-                    let status = Status::parse(text).filter(|s| !s.describes_accounts()).ok_or_else(|| {
-                        invalid(&format!("`{text}` is not an attempt status (pending, succeeded, failed, released)"))
-                    })?;
+                for text in param.all.iter().flat_map(|v| v.split(',')) {
+                    let status = Status::parse(text).map_err(|why| param.invalid(&why.to_string()))?;
                     if !query.statuses.contains(&status) {
                         query.statuses.push(status);
                     }
@@ -69,11 +111,7 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
             "capability" => {
                 query.capability = Some(crate::validation::capability_text(value, name)?);
             }
-            "created[gte]" | "created[gt]" | "created[lte]" | "created[lt]" => {
-                let nanos = crate::time::parse_instant_nanos(value)
-                    .ok_or_else(|| invalid("must be an RFC 3339 time or Unix seconds"))?;
-                bounds.set(name, nanos)?;
-            }
+            "created[gte]" | "created[gt]" | "created[lte]" | "created[lt]" => bounds.set(name, param.instant()?)?,
             other => return Err(InvalidRequest::unknown(other).into()),
         }
     }
@@ -84,26 +122,14 @@ pub fn list_query(req: &Request) -> Result<ListQuery, ApiError> {
 /// Parses `GET /v1/payments/attempts/summary`: a session's totals, or the organization's,
 /// optionally for attempts created within whole hours (`created[gte]`, `created[lt]`).
 pub fn summary_query(req: &Request) -> Result<SummaryScope, ApiError> {
-    let params = req.query_string_parameters();
-    let mut names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
-    names.sort_unstable();
-    if let Some(pair) = names.windows(2).find(|p| p[0] == p[1]) {
-        return Err(InvalidRequest::duplicate(pair[0]).into());
-    }
+    let params = QueryParams::read(req, &[])?;
     let (mut session, mut from, mut to) = (None, None, None);
-    for name in names {
-        let value = params.first(name).unwrap_or_default();
-        let invalid = |why: &str| InvalidRequest::invalid(name, format!("Invalid {name}: {why}."));
+    for param in params.each() {
+        let (name, invalid) = (param.name, |why: &str| param.invalid(why));
         match name {
-            "session_id" => {
-                session = Some(
-                    SessionId::parse(value)
-                        .ok_or_else(|| invalid("must be `session_` followed by 1 to 64 letters or digits"))?,
-                )
-            }
+            "session_id" => session = Some(param.session()?),
             "created[gte]" | "created[lt]" => {
-                let nanos = crate::time::parse_instant_nanos(value)
-                    .ok_or_else(|| invalid("must be an RFC 3339 time or Unix seconds"))?;
+                let nanos = param.instant()?;
                 let hour_nanos = i128::from(HOUR_MS) * 1_000_000;
                 if nanos.rem_euclid(hour_nanos) != 0 {
                     return Err(invalid(
@@ -191,11 +217,8 @@ impl TimeBounds {
 
 /// Routes that take no query parameters refuse any, by name.
 pub fn no_query(req: &Request) -> Result<(), ApiError> {
-    let params = req.query_string_parameters();
-    let mut names: Vec<&str> = params.iter().map(|(k, _)| k).collect();
-    names.sort_unstable();
-    match names.first() {
-        Some(name) => Err(InvalidRequest::unknown(name).into()),
+    match QueryParams::read(req, &[])?.each().next() {
+        Some(param) => Err(InvalidRequest::unknown(param.name).into()),
         None => Ok(()),
     }
 }

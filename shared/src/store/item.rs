@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::keys::{attempt_pk, attempt_sk, session_key};
 use super::schema::*;
 use super::StoreError;
-use crate::attempt::{Attempt, Status, StatusChange, StatusDetails};
+use crate::attempt::{Attempt, Status, StatusChange, StatusDetails, StatusNote};
 use crate::id::{AttemptId, OrganizationId, PaymentAccountId, SessionId};
 use crate::idempotency::RequestToken;
 use crate::layout::Layout;
@@ -32,10 +32,11 @@ fn put_opt(item: &mut HashMap<String, AttributeValue>, name: &str, value: Option
 
 fn details_map(d: &StatusDetails) -> HashMap<String, AttributeValue> {
     let mut m = HashMap::from([("changed_at".to_owned(), s(d.changed_at.to_string()))]);
-    put_opt(&mut m, "reason", d.reason.as_deref());
-    put_opt(&mut m, "message", d.message.as_deref());
-    put_opt(&mut m, "source", d.source.as_deref());
-    put_opt(&mut m, "code", d.code.as_deref());
+    let StatusNote { reason, message, source, code } = &d.note;
+    put_opt(&mut m, "reason", reason.as_deref());
+    put_opt(&mut m, "message", message.as_deref());
+    put_opt(&mut m, "source", source.as_deref());
+    put_opt(&mut m, "code", code.as_deref());
     m
 }
 
@@ -127,27 +128,26 @@ pub(super) fn opt_string(item: &Item, name: &str) -> Option<String> {
 fn details_from(item: &Item) -> Result<StatusDetails, StoreError> {
     Ok(StatusDetails {
         changed_at: parse_with(item, "changed_at", Timestamp::parse_rfc3339)?,
-        reason: opt_string(item, "reason"),
-        message: opt_string(item, "message"),
-        source: opt_string(item, "source"),
-        code: opt_string(item, "code"),
+        note: StatusNote {
+            reason: opt_string(item, "reason"),
+            message: opt_string(item, "message"),
+            source: opt_string(item, "source"),
+            code: opt_string(item, "code"),
+        },
     })
 }
 
 fn change_from(item: &Item, current_receipt: &RawValue) -> Result<StatusChange, StoreError> {
-    let StatusDetails { changed_at, reason, message, source, code } = details_from(item)?;
+    let StatusDetails { changed_at, note } = details_from(item)?;
     let receipt = match item.get(RECEIPT_IS_CURRENT) {
         Some(AttributeValue::Bool(true)) => Some(current_receipt.to_owned()),
         _ => opt_parse(item, "receipt", |text| RawValue::from_string(text.to_owned()).ok())?,
     };
     Ok(StatusChange {
-        status: parse_with(item, "status", Status::parse)?,
-        previous_status: opt_parse(item, "previous_status", Status::parse)?,
+        status: parse_with(item, "status", |s| Status::parse(s).ok())?,
+        previous_status: opt_parse(item, "previous_status", |s| Status::parse(s).ok())?,
         changed_at,
-        reason,
-        message,
-        source,
-        code,
+        note,
         receipt,
         written_by: opt_s(item, "written_by").map(RequestToken::from_stored),
     })
@@ -175,7 +175,7 @@ pub(super) fn from_item(item: &Item) -> Result<Attempt, StoreError> {
         currency: parse_with(item, "currency", Currency::parse)?,
         target_url: get_s(item, "target_url")?.to_owned(),
         request_hash: opt_string(item, "request_hash"),
-        status: parse_with(item, "status", Status::parse)?,
+        status: parse_with(item, "status", |s| Status::parse(s).ok())?,
         status_details: details_from(details)?,
         error_message: opt_string(item, "error_message"),
         receipt,

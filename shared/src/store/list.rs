@@ -74,28 +74,91 @@ impl AttemptStore {
     /// can pay for, at twice a row's average cost: this request's once it has read, else the
     /// organization's last list's here, else the largest row's.
     pub async fn list(&self, org: &OrganizationId, query: &ListQuery) -> Result<Page, StoreError> {
-        let (mut low, mut high) = query.created.id_bounds();
-        // The cursor's own row is excluded by the key range: ids are adjacent in hex.
-        let newest_first = match &query.cursor {
-            None => true,
-            Some(Cursor::StartingAfter(id)) => {
-                high = high.min(id.predecessor());
-                true
-            }
-            Some(Cursor::EndingBefore(id)) => {
-                low = low.max(id.successor());
-                false
-            }
-        };
+        let (low, high, newest_first) = id_range(query);
         let mut page =
             Page { attempts: Vec::new(), has_more: false, resume: None, reads: 0, read_units: 0.0, newest_first };
         if low > high {
             return Ok(page);
         }
+        let (walk, partitions) = self.walk(org, query, &low, &high, newest_first).await?;
+        let wanted = usize::from(query.limit) + 1;
+        // Each lane first reads its share of the page and one more.
+        let first = if partitions.len() == 1 { wanted } else { wanted.div_ceil(partitions.len()) + 1 };
+        let mut lanes: Vec<Lane> = partitions.into_iter().map(|(key, low)| Lane::new(key, low, first)).collect();
+        let single = lanes.len() == 1;
+        let (mut rounds, mut spent, mut rows_read) = (0, 0.0, 0usize);
+        // What a row of this organization cost in its last list here; the largest row's cost
+        // before any.
+        let costs = (org.clone(), walk.index.is_some());
+        let learned = self.row_units.get(&costs);
+        loop {
+            place(&mut lanes, &mut page.attempts, wanted, newest_first);
+            if page.attempts.len() == wanted {
+                break;
+            }
+            let needed = lanes_needed(&lanes, wanted - page.attempts.len(), newest_first);
+            if needed.is_empty() {
+                break;
+            }
+            let per_row = match (rows_read, learned) {
+                (0, None) => LARGEST_ROW_UNITS,
+                (0, Some(units)) => (2.0 * units).clamp(0.5, LARGEST_ROW_UNITS),
+                _ => (2.0 * spent / rows_read as f64).max(0.5),
+            };
+            // Every lane reads at least one row first (the page needs a row of each, and a cursor
+            // where each stopped); after that, a round that cannot afford a row a lane waits
+            // for the next page.
+            let affordable = ((READ_UNITS_PER_REQUEST - spent) / needed.len() as f64 / per_row).floor();
+            let affordable = if rounds == 0 { affordable.max(1.0) } else { affordable };
+            if rounds == self.max_reads || affordable < 1.0 {
+                page.resume = Some(resume_after(&lanes, newest_first)?);
+                page.has_more = true;
+                break;
+            }
+            let reads = needed.iter().map(|&i| walk.read(&lanes[i], lanes[i].limit.min(affordable as usize)));
+            let results = futures_util::future::join_all(reads).await;
+            rounds += 1;
+            for (i, result) in needed.into_iter().zip(results) {
+                let read = result?;
+                page.reads += 1;
+                page.read_units += read.units;
+                spent += read.units;
+                rows_read += read.rows_read;
+                lanes[i].take(read, &walk)?;
+                // Filtered reads widen while the filter keeps the page from filling; a shard
+                // rarely holds many rows of one page, so it reads a few more, then more.
+                let lane = &mut lanes[i];
+                lane.limit = match (&walk.filter, single) {
+                    (Some(_), _) => (lane.limit * 2).min(MAX_ROWS_PER_READ),
+                    (None, true) => wanted.saturating_sub(page.attempts.len() + lane.pending.len()),
+                    (None, false) => (REFILL_ROWS << (lane.reads - 1).min(8)).min(MAX_ROWS_PER_READ),
+                };
+            }
+        }
+        if rows_read > 0 {
+            self.row_units.set(costs, spent / rows_read as f64);
+        }
+        page.has_more |= page.attempts.len() > usize::from(query.limit);
+        page.attempts.truncate(usize::from(query.limit));
+        if !newest_first {
+            page.attempts.reverse();
+        }
+        Ok(page)
+    }
+
+    /// Where the list's Query calls go, and the partitions to merge, each from the first id
+    /// of the range it can hold: a session's one partition, or the shards of the
+    /// organization's layout in force over the range.
+    async fn walk(
+        &self,
+        org: &OrganizationId,
+        query: &ListQuery,
+        low: &AttemptId,
+        high: &AttemptId,
+        newest_first: bool,
+    ) -> Result<(Walk<'_>, Vec<(String, String)>), StoreError> {
         let (filter, filter_values) = filter_expression(query);
         // Table rows sort by `ATT#<id>`, index rows by `<id>`.
-        // The partitions to merge, each from the first id of the range it can hold: a session's
-        // one partition, or the shards of the organization's layout in force over the range.
         let (index, partition_key_name, sort_key_name, sort_key_prefix, partitions) = match &query.session_id {
             Some(session) => (
                 Some(SESSION_INDEX),
@@ -127,97 +190,54 @@ impl AttemptStore {
             filter_values,
             store: self,
         };
-        let wanted = usize::from(query.limit) + 1;
-        // Each lane first reads its share of the page and one more.
-        let first = if partitions.len() == 1 { wanted } else { wanted.div_ceil(partitions.len()) + 1 };
-        let mut lanes: Vec<Lane> = partitions
-            .into_iter()
-            .map(|(partition_key, low)| Lane {
-                partition_key,
-                low,
-                pending: VecDeque::new(),
-                last_read: None,
-                start_key: None,
-                done: false,
-                limit: first,
-                reads: 0,
-            })
-            .collect();
-        let single = lanes.len() == 1;
-        let mut rounds = 0;
-        let (mut spent, mut rows_read) = (0.0, 0usize);
-        // What a row of this organization cost in its last list here; the largest row's cost
-        // before any.
-        let costs = (org.clone(), index.is_some());
-        let learned = self.row_units.get(&costs);
-        loop {
-            place(&mut lanes, &mut page.attempts, wanted, newest_first);
-            if page.attempts.len() == wanted {
-                break;
-            }
-            let needed = lanes_needed(&lanes, wanted - page.attempts.len(), newest_first);
-            if needed.is_empty() {
-                break;
-            }
-            let left = READ_UNITS_PER_REQUEST - spent;
-            let per_row = match (rows_read, learned) {
-                (0, None) => LARGEST_ROW_UNITS,
-                (0, Some(units)) => (2.0 * units).clamp(0.5, LARGEST_ROW_UNITS),
-                _ => (2.0 * spent / rows_read as f64).max(0.5),
-            };
-            // Every lane reads at least one row first (the page needs a row of each, and a cursor
-            // where each stopped); after that, a round that cannot afford a row a lane waits
-            // for the next page.
-            let affordable = (left / needed.len() as f64 / per_row).floor();
-            let affordable = if rounds == 0 { affordable.max(1.0) } else { affordable };
-            if rounds == self.max_reads || affordable < 1.0 {
-                // Stopped short of a full page: go on after the last row every lane has read.
-                let read_through = lanes.iter().filter(|l| !l.done).filter_map(|l| l.last_read.clone());
-                let resume = if newest_first { read_through.max() } else { read_through.min() };
-                let resume = resume.ok_or_else(|| corrupt("lane without a read"))?;
-                page.resume =
-                    Some(if newest_first { Cursor::StartingAfter(resume) } else { Cursor::EndingBefore(resume) });
-                page.has_more = true;
-                break;
-            }
-            let limit = |lane: &Lane| lane.limit.min(affordable as usize);
-            let reads = needed.iter().map(|&i| walk.read(&lanes[i], limit(&lanes[i])));
-            let results = futures_util::future::join_all(reads).await;
-            rounds += 1;
-            for (i, result) in needed.into_iter().zip(results) {
-                let Read { rows, start_key, rows_read: read, units } = result?;
-                page.reads += 1;
-                page.read_units += units;
-                spent += units;
-                rows_read += read;
-                let lane = &mut lanes[i];
-                if let Some(key) = &start_key {
-                    let last = opt_s(key, walk.sort_key_name).map(|k| k.trim_start_matches(walk.sort_key_prefix));
-                    lane.last_read =
-                        Some(last.and_then(AttemptId::parse).ok_or_else(|| corrupt("last evaluated key"))?);
-                }
-                lane.done = start_key.is_none();
-                lane.start_key = start_key;
-                lane.pending.extend(rows);
-                lane.reads += 1;
-                // Filtered reads widen while the filter keeps the page from filling; a shard
-                // rarely holds many rows of one page, so it reads a few more, then more.
-                lane.limit = match (&walk.filter, single) {
-                    (Some(_), _) => (lane.limit * 2).min(MAX_ROWS_PER_READ),
-                    (None, true) => wanted.saturating_sub(page.attempts.len() + lane.pending.len()),
-                    (None, false) => (REFILL_ROWS << (lane.reads - 1).min(8)).min(MAX_ROWS_PER_READ),
-                };
-            }
+        Ok((walk, partitions))
+    }
+}
+
+/// The ids the page may hold, and its direction. The cursor's own row is excluded by the key
+/// range: ids are adjacent in hex.
+fn id_range(query: &ListQuery) -> (AttemptId, AttemptId, bool) {
+    let (low, high) = query.created.id_bounds();
+    match &query.cursor {
+        None => (low, high, true),
+        Some(Cursor::StartingAfter(id)) => (low, high.min(id.predecessor()), true),
+        Some(Cursor::EndingBefore(id)) => (low.max(id.successor()), high, false),
+    }
+}
+
+/// Where a page stopped short of full goes on: after the last row every lane has read.
+fn resume_after(lanes: &[Lane], newest_first: bool) -> Result<Cursor, StoreError> {
+    let read_through = lanes.iter().filter(|l| !l.done).filter_map(|l| l.last_read.clone());
+    let resume = if newest_first { read_through.max() } else { read_through.min() };
+    let resume = resume.ok_or_else(|| corrupt("lane without a read"))?;
+    Ok(if newest_first { Cursor::StartingAfter(resume) } else { Cursor::EndingBefore(resume) })
+}
+
+impl Lane {
+    fn new(partition_key: String, low: String, limit: usize) -> Self {
+        Lane {
+            partition_key,
+            low,
+            pending: VecDeque::new(),
+            last_read: None,
+            start_key: None,
+            done: false,
+            limit,
+            reads: 0,
         }
-        if rows_read > 0 {
-            self.row_units.set(costs, spent / rows_read as f64);
+    }
+
+    /// Takes in one read's rows and where it stopped.
+    fn take(&mut self, read: Read, walk: &Walk<'_>) -> Result<(), StoreError> {
+        if let Some(key) = &read.start_key {
+            let last = opt_s(key, walk.sort_key_name).map(|k| k.trim_start_matches(walk.sort_key_prefix));
+            self.last_read = Some(last.and_then(AttemptId::parse).ok_or_else(|| corrupt("last evaluated key"))?);
         }
-        page.has_more |= page.attempts.len() > usize::from(query.limit);
-        page.attempts.truncate(usize::from(query.limit));
-        if !newest_first {
-            page.attempts.reverse();
-        }
-        Ok(page)
+        self.done = read.start_key.is_none();
+        self.start_key = read.start_key;
+        self.pending.extend(read.rows);
+        self.reads += 1;
+        Ok(())
     }
 }
 

@@ -15,7 +15,7 @@ use super::transact::classify;
 use super::{AttemptStore, StoreError};
 use crate::attempt::{Attempt, Status};
 use crate::id::OrganizationId;
-use crate::summary::{Summary, SummaryScope, ATTEMPT_STATUSES, HOUR_MS};
+use crate::summary::{Summary, SummaryScope, HOUR_MS};
 
 impl AttemptStore {
     /// Counts and totals per status, from the counters: one read for a session or the whole
@@ -48,7 +48,7 @@ impl AttemptStore {
                 .send();
             let out = self.call(request).await?.map_err(classify)?;
             for item in out.items() {
-                for status in ATTEMPT_STATUSES {
+                for status in Status::ALL {
                     let number = |prefix: &str| -> Result<Option<Decimal>, StoreError> {
                         let value = item.get(&format!("{prefix}_{status}")).and_then(|v| v.as_n().ok());
                         value.map(|n| Decimal::from_str(n).map_err(|_| corrupt("counter"))).transpose()
