@@ -42,7 +42,7 @@ impl Status {
         }
         match ACCOUNT_STATUSES.into_iter().find(|word| *word == text) {
             Some(word) => Err(NotAStatus::AccountStatus(word)),
-            None => Err(NotAStatus::Unknown(text.to_owned())),
+            None => Err(NotAStatus::Unknown(crate::validation::echo(text))),
         }
     }
 

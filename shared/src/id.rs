@@ -11,10 +11,6 @@ use crate::time::Timestamp;
 const ATTEMPT_PREFIX: &str = "payatt_";
 /// UUIDv7 keeps the time in 48 bits of milliseconds.
 const MAX_MS: i64 = (1 << 48) - 1;
-/// The next id's last byte; starts at a random value in each process.
-static NEXT_SPREAD: std::sync::LazyLock<std::sync::atomic::AtomicU32> =
-    std::sync::LazyLock::new(|| std::sync::atomic::AtomicU32::new(u32::from(Uuid::now_v7().as_bytes()[15])));
-
 /// What every id type offers the parsers of requests: its parser, and how it is written.
 pub trait Id: Sized {
     /// What a valid id looks like, as error messages say it.
@@ -32,12 +28,11 @@ impl AttemptId {
         let nanos = at.as_offset().unix_timestamp_nanos();
         let secs = nanos.div_euclid(1_000_000_000) as u64;
         let sub = nanos.rem_euclid(1_000_000_000) as u32;
-        // Random bits after the millisecond keep ids from different Lambda instances distinct.
-        let mut bytes = *Uuid::new_v7(UuidTimestamp::from_unix(NoContext, secs, sub)).as_bytes();
-        // The last byte takes turns instead (from a random start), so that the store's shards,
-        // derived from it ([`AttemptId::spread`]), fill evenly even in short bursts.
-        bytes[15] = NEXT_SPREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u8;
-        AttemptId(format!("{ATTEMPT_PREFIX}{}", Uuid::from_bytes(bytes).simple()))
+        // Random bits after the millisecond keep ids from different Lambda instances distinct;
+        // the last of them picks the shard ([`AttemptId::spread`]). Random, not a counter: a
+        // counter would let the gap between two of a tenant's ids count other tenants' creates.
+        let uuid = Uuid::new_v7(UuidTimestamp::from_unix(NoContext, secs, sub));
+        AttemptId(format!("{ATTEMPT_PREFIX}{}", uuid.simple()))
     }
 
     /// The creation instant the id carries, in milliseconds since the epoch.
@@ -193,11 +188,12 @@ mod tests {
     }
 
     #[test]
-    fn consecutive_ids_spread_over_every_last_byte() {
+    fn the_last_byte_is_random() {
         let at = Timestamp::now();
-        // Four turns: ids other tests create meanwhile take some values, never a value 4 times.
+        // 1,024 draws of 256 values leave about 251 distinct, and never fewer than 200 in practice
+        // (the chance is below 1e-20); a counter would give 256, a constant 1.
         let spreads: std::collections::BTreeSet<u8> = (0..1024).map(|_| AttemptId::new_at(at).spread()).collect();
-        assert_eq!(spreads.len(), 256);
+        assert!((200..256).contains(&spreads.len()), "{} distinct last bytes", spreads.len());
     }
 
     #[test]

@@ -110,9 +110,29 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// The `RUST_LOG` directives; `info` when unset or unreadable.
+/// Crates that log raw payloads at `trace`: the runtime the whole event (bearer token and
+/// receipts included), the SDK's HTTP stack what goes over the wire.
+const RAW_PAYLOAD_TARGETS: [&str; 6] = [
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_http",
+    "aws_smithy_runtime",
+    "aws_smithy_http_client",
+    "hyper",
+];
+
+/// The `RUST_LOG` directives; `info` when unset or unreadable. Whatever they say, the crates
+/// that log raw payloads log at `debug` at most.
 fn log_filter(directives: Option<&str>) -> Targets {
-    directives.and_then(|d| d.parse().ok()).unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+    let targets =
+        directives.and_then(|d| d.parse().ok()).unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    RAW_PAYLOAD_TARGETS.into_iter().fold(targets, |targets, target| {
+        if targets.would_enable(target, &tracing::Level::TRACE) {
+            targets.with_target(target, tracing::Level::DEBUG)
+        } else {
+            targets
+        }
+    })
 }
 
 #[cfg(test)]
@@ -144,6 +164,13 @@ mod tests {
         for unset_or_unreadable in [None, Some("=!")] {
             let filter = log_filter(unset_or_unreadable);
             assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
+        }
+        // `trace` everywhere still leaves out the raw event and what goes over the wire.
+        let filter = log_filter(Some("trace"));
+        assert!(filter.would_enable("payment_attempts", &tracing::Level::TRACE));
+        for target in ["lambda_runtime::layers::api_response", "aws_smithy_runtime::client", "hyper::proto"] {
+            assert!(!filter.would_enable(target, &tracing::Level::TRACE), "{target}");
+            assert!(filter.would_enable(target, &tracing::Level::DEBUG), "{target}");
         }
     }
 

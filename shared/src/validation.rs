@@ -29,11 +29,45 @@ impl InvalidRequest {
         Self::with("parameter_duplicate", param, format!("Received parameter {param} more than once."))
     }
     pub fn body(message: impl Into<String>) -> Self {
-        InvalidRequest { code: "body_invalid", param: None, message: message.into() }
+        InvalidRequest { code: "body_invalid", param: None, message: bounded(message.into()) }
     }
+    /// The parameter's name is the caller's text (an unknown field, a metadata key): it comes
+    /// back as [`echo`] gives it, in `param` and in the message.
     fn with(code: &'static str, param: &str, message: String) -> Self {
-        InvalidRequest { code, param: Some(param.to_owned()), message }
+        let echoed = echo(param);
+        let message = if echoed == param { message } else { message.replace(param, &echoed) };
+        InvalidRequest { code, param: Some(echoed), message: bounded(message) }
     }
+}
+
+/// The most characters of the caller's text that an error, and so a log line, gives back.
+pub const MAX_ECHO_CHARS: usize = 64;
+/// A message is ours plus echoes: this bounds it whatever a caller sent.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// The caller's text as an error gives it back: at most [`MAX_ECHO_CHARS`] characters,
+/// control and bidirectional-formatting characters shown as U+FFFD, cut text marked `...`.
+pub fn echo(text: &str) -> String {
+    let mut shown: String =
+        text.chars().take(MAX_ECHO_CHARS).map(|c| if is_unprintable(c) { '\u{FFFD}' } else { c }).collect();
+    if text.chars().nth(MAX_ECHO_CHARS).is_some() {
+        shown.push_str("...");
+    }
+    shown
+}
+
+fn bounded(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}...", &message[..cut]),
+        None => message,
+    }
+}
+
+/// Control characters, and the bidirectional formatting ones that can make text read other
+/// than it is (Trojan Source).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 pub type Result<T> = std::result::Result<T, InvalidRequest>;
@@ -118,8 +152,11 @@ pub fn string(raw: &RawValue, param: &str, max: usize) -> Result<String> {
             format!("Invalid {param}: must be between 1 and {max} characters long."),
         ));
     }
-    if text.chars().any(char::is_control) {
-        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: must not contain control characters.")));
+    if text.chars().any(is_unprintable) {
+        return Err(InvalidRequest::invalid(
+            param,
+            format!("Invalid {param}: must not contain control or bidirectional formatting characters."),
+        ));
     }
     Ok(text)
 }
@@ -233,6 +270,13 @@ pub fn metadata(raw: Option<Box<RawValue>>, param: &str) -> Result<BTreeMap<Stri
             .map_err(|_| InvalidRequest::invalid(&key_param, format!("Invalid {key_param}: must be a string.")))?;
         if value.chars().count() > 500 {
             return Err(InvalidRequest::invalid(&key_param, format!("Invalid {key_param}: at most 500 characters.")));
+        }
+        // As for every other text field: metadata reaches logs and exports as it is.
+        if key.chars().chain(value.chars()).any(is_unprintable) {
+            return Err(InvalidRequest::invalid(
+                &key_param,
+                format!("Invalid {key_param}: must not contain control or bidirectional formatting characters."),
+            ));
         }
         map.insert(key, value);
     }
@@ -376,6 +420,21 @@ mod tests {
     }
 
     #[test]
+    fn errors_give_back_a_bounded_printable_echo_of_caller_text() {
+        // An unknown field as long as a body: 64 characters of it come back, in both places.
+        let long = format!("{}é", "k".repeat(70_000));
+        let e = InvalidRequest::unknown(&long);
+        let param = e.param.unwrap();
+        assert_eq!((param.chars().count(), param.ends_with("...")), (MAX_ECHO_CHARS + 3, true));
+        assert_eq!(e.message, format!("Received unknown parameter: {param}."));
+        assert_eq!(InvalidRequest::unknown("limits").param.as_deref(), Some("limits"));
+        // Control and bidi characters come back as U+FFFD.
+        assert_eq!(echo("a\u{202E}b\nc"), "a\u{FFFD}b\u{FFFD}c");
+        // A message of ours that quotes a long value is bounded too.
+        assert!(InvalidRequest::invalid("limit", "x".repeat(10_000)).message.chars().count() <= MAX_MESSAGE_CHARS + 3);
+    }
+
+    #[test]
     fn metadata_rules() {
         let m = metadata(Some(raw(r#"{"order": "42"}"#)), "metadata").unwrap();
         assert_eq!(m.get("order").map(String::as_str), Some("42"));
@@ -384,6 +443,7 @@ mod tests {
         assert_eq!(param(r#"{"order": 42}"#).as_deref(), Some("metadata[order]"));
         assert_eq!(param(r#"["a"]"#).as_deref(), Some("metadata"));
         assert_eq!(param(r#"{"a":"1","a":"2"}"#).as_deref(), Some("metadata[a]"));
+        assert_eq!(param(r#"{"a":"line\nbreak"}"#).as_deref(), Some("metadata[a]"));
         let long_key = format!(r#"{{"{}": "x"}}"#, "k".repeat(41));
         assert!(param(&long_key).unwrap().starts_with("metadata[k"));
         let many: Vec<String> = (0..51).map(|i| format!("\"k{i}\":\"v\"")).collect();

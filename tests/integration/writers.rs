@@ -167,3 +167,42 @@ async fn direct_invokes_answer_like_the_http_route() {
     let page = svc.get("org_acme", "/v1/payments/attempts").await.json();
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
 }
+
+/// The abuse a caller can reach through the worker and the routes (a security review's
+/// findings): bodies past 64 KiB, and caller text echoed back without bound.
+#[tokio::test]
+async fn oversized_commands_and_long_names_are_refused_with_a_bounded_echo() {
+    let svc = service().await;
+    let invoke =
+        |command: Value| LambdaEvent::new(RawValue::from_string(command.to_string()).unwrap(), Context::default());
+    // A worker body as large as no HTTP route takes: refused, finally, before it is read.
+    let mut big = for_org("org_acme", attempt_body(None, "1"));
+    big["metadata"] = json!({ "k": "v".repeat(400) });
+    big["receipt"] = json!({ "pad": "x".repeat(70 * 1024) });
+    let reply = run_worker(&svc, invoke(json!({"action": "create", "body": big}))).await;
+    assert_eq!(
+        (reply["status"].clone(), reply["body"]["error"]["code"].clone()),
+        (json!(413), json!("body_too_large"))
+    );
+    // A field name of 60,000 characters with a right-to-left override in it: 64 printable
+    // characters of it come back, through the worker and over HTTP alike.
+    let name = format!("\u{202E}{}", "n".repeat(60_000));
+    let mut body = for_org("org_acme", attempt_body(None, "1"));
+    body[&name] = json!(1);
+    let reply = run_worker(&svc, invoke(json!({"action": "create", "body": body}))).await;
+    let param = reply["body"]["error"]["param"].as_str().unwrap().to_owned();
+    assert_eq!(reply["status"], 400);
+    assert!(param.starts_with('\u{FFFD}') && param.chars().count() == 64 + 3, "{param:?}");
+    assert!(reply["body"]["error"]["message"].as_str().unwrap().chars().count() < 200);
+    let mut body = attempt_body(None, "1");
+    body[&name] = json!(1);
+    let reply = svc.post("org_acme", "/v1/payments/attempts", &body).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.text.len() < 600, "{} bytes", reply.text.len());
+    // Metadata values follow the rule of other text.
+    let mut body = attempt_body(None, "1");
+    body["metadata"] = json!({"note": "pay \u{202E}evil"});
+    let reply = svc.post("org_acme", "/v1/payments/attempts", &body).await;
+    assert_eq!((reply.status, reply.error().1.as_deref()), (400, Some("metadata[note]")));
+    assert_eq!(svc.item_count().await, 0, "nothing refused was written");
+}

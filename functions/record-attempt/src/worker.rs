@@ -96,11 +96,20 @@ async fn sqs_batch(store: &AttemptStore, batch: SqsEvent, deadline: Deadline) ->
         };
         match span.in_scope(|| observed(outcome)) {
             Ok(answer) if answer.is_success() => {}
-            // The error body names the rule that failed; it never holds receipts or tokens.
+            // What failed, by its code and parameter (bounded), never the body: an answer can
+            // carry an attempt and its receipt.
             outcome => {
-                let reason = outcome.map_or_else(|error| http::error_text(&error), |answer| answer.body);
+                let (status, code, param) = match &outcome {
+                    Ok(answer) => (answer.status, None, None),
+                    Err(error) => (error.status().as_u16(), Some(error.code.as_str()), error.param.clone()),
+                };
                 span.in_scope(|| {
-                    tracing::warn!(reason, "message not recorded: reported for retry, then the dead-letter queue")
+                    tracing::warn!(
+                        status,
+                        code,
+                        param,
+                        "message not recorded: reported for retry, then the dead-letter queue"
+                    )
                 });
                 response.add_failure(message_id);
             }
@@ -147,6 +156,11 @@ async fn run(
     let attempt_id = v::optional_string(fields.take("attempt_id"), "attempt_id", 64)?;
     let body = fields.take("body").ok_or_else(|| InvalidRequest::missing("body"))?;
     fields.reject_unknown(None)?;
+    // The bound HTTP bodies have.
+    if body.get().len() > http::MAX_BODY_BYTES {
+        let why = format!("The command's body is larger than {} bytes.", http::MAX_BODY_BYTES);
+        return Err(ApiError::new(http::ErrorCode::BodyTooLarge, why));
+    }
     // Whoever could invoke this function or send to its queue passed IAM: a trusted writer.
     let writer = Writer::new(store, Caller::TrustedWriter { role: "lambda-invoke".to_owned() }, key, deadline);
     match (v::string(&action, "action", 16)?.as_str(), attempt_id) {

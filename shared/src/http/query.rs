@@ -16,7 +16,11 @@ pub fn attempt_id(req: &Request) -> Result<AttemptId, ApiError> {
     AttemptId::parse(raw).ok_or_else(|| {
         InvalidRequest::invalid(
             "id",
-            format!("Invalid id: `{raw}` is not a payment attempt id ({}).", AttemptId::FORMAT),
+            format!(
+                "Invalid id: `{}` is not a payment attempt id ({}).",
+                crate::validation::echo(raw),
+                AttemptId::FORMAT
+            ),
         )
         .into()
     })

@@ -267,7 +267,7 @@ impl Write {
 /// Maps an SDK failure to what the caller can do about it.
 const THROTTLED: [&str; 3] = ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"];
 
-pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<E, HttpResponse>) -> StoreError {
+pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkError<E, HttpResponse>) -> StoreError {
     // Unavailable: retryable, and for a write, of unknown outcome. A retry of a transaction
     // while its first try still runs is `TransactionInProgressException`; a token that meets
     // other parameters (`IdempotentParameterMismatchException`) does not say what its first
@@ -286,8 +286,9 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<
         return StoreError::Contention;
     }
     match &err {
+        // The error and its causes, never the raw response (its body would reach the logs).
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Unavailable(format!("{err:?}"))
+            StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string())
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("");
@@ -300,7 +301,7 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<
                 StoreError::Other(format!("{code}: {}", service.err().message().unwrap_or("")))
             }
         }
-        _ => StoreError::Other(format!("{err:?}")),
+        _ => StoreError::Other(aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string()),
     }
 }
 

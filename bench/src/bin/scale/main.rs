@@ -146,6 +146,15 @@ async fn main() -> Result<(), Error> {
     let per_attempt = |units: f64| units / attempts as f64;
     let (hottest_key, hottest_units) = writes.hottest().map(|(k, v)| (k.to_owned(), v)).unwrap_or_default();
     let keys = writes.wcu_by_key.len();
+    // How evenly the attempts' shards filled (ids' last bytes are random): the least and the
+    // most written shard, against an even share.
+    let shard_units: Vec<f64> =
+        writes.wcu_by_key.iter().filter(|(key, _)| kind_of(key) == "attempts").map(|(_, units)| *units).collect();
+    let even = shard_units.iter().sum::<f64>() / shard_units.len().max(1) as f64;
+    let fill = (
+        shard_units.iter().copied().fold(f64::INFINITY, f64::min) / even,
+        shard_units.iter().copied().fold(0.0, f64::max) / even,
+    );
     // Where the units go, and the bytes stay, by kind of item.
     let mut by_kind: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
     for (key, units) in &writes.wcu_by_key {
@@ -234,6 +243,8 @@ async fn main() -> Result<(), Error> {
             "service_wcu_per_attempt": per_attempt(service_writes.total_wcu()),
             "wcu_per_attempt": per_attempt(writes.total_wcu()),
             "partition_keys_written": keys,
+            "attempt_shards_written": shard_units.len(),
+            "attempt_shard_fill_least_and_most_over_even": [fill.0, fill.1],
             "hottest_key": hottest_key,
             "hottest_key_wcu_per_attempt": per_attempt(hottest_units),
             "attempts_per_second_ceiling": WCU_PER_KEY_PER_SECOND / per_attempt(hottest_units),
@@ -288,6 +299,12 @@ async fn main() -> Result<(), Error> {
     );
     let kinds: Vec<String> = by_kind.iter().map(|(kind, units)| format!("{kind} {units:.2}")).collect();
     println!("WCU per attempt by kind: {}", kinds.join(", "));
+    println!(
+        "attempt shards: {} written, the least {:.2}x and the most {:.2}x an even share",
+        shard_units.len(),
+        fill.0,
+        fill.1
+    );
     let kinds: Vec<String> = stored_by_kind.iter().map(|(kind, bytes)| format!("{kind} {bytes:.0}")).collect();
     println!(
         "stored bytes per attempt by kind: {}; the API shows {shown:.0} bytes of JSON (attempt item {:.2}x that)",
