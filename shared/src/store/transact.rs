@@ -267,7 +267,9 @@ impl Write {
 /// Maps an SDK failure to what the caller can do about it.
 const THROTTLED: [&str; 3] = ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"];
 
-pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkError<E, HttpResponse>) -> StoreError {
+pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, HttpResponse>,
+) -> StoreError {
     // Unavailable: retryable, and for a write, of unknown outcome. A retry of a transaction
     // while its first try still runs is `TransactionInProgressException`; a token that meets
     // other parameters (`IdempotentParameterMismatchException`) does not say what its first
