@@ -214,9 +214,11 @@ fn amount(raw: &RawValue, param: &str) -> Result<Amount> {
 }
 
 pub(crate) fn parse_status(raw: &RawValue, param: &str) -> Result<Status> {
-    let text: Option<String> = serde_json::from_str(raw.get()).ok();
-    Status::parse(text.as_deref().unwrap_or_default())
-        .map_err(|why| InvalidRequest::invalid(param, format!("Invalid {param}: {why}.")))
+    let Ok(text) = serde_json::from_str::<String>(raw.get()) else {
+        let why = "must be one of pending, succeeded, failed, released";
+        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: {why}.")));
+    };
+    Status::parse(&text).map_err(|why| InvalidRequest::invalid(param, format!("Invalid {param}: {why}.")))
 }
 
 fn initial_status(raw: &RawValue, param: &str) -> Result<Status> {

@@ -122,17 +122,27 @@ const RAW_PAYLOAD_TARGETS: [&str; 6] = [
 ];
 
 /// The `RUST_LOG` directives; `info` when unset or unreadable. Whatever they say, the crates
-/// that log raw payloads log at `debug` at most.
+/// that log raw payloads, and every module of theirs, log at `debug` at most.
 fn log_filter(directives: Option<&str>) -> Targets {
-    let targets =
+    use tracing::level_filters::LevelFilter;
+    let given =
         directives.and_then(|d| d.parse().ok()).unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    RAW_PAYLOAD_TARGETS.into_iter().fold(targets, |targets, target| {
-        if targets.would_enable(target, &tracing::Level::TRACE) {
-            targets.with_target(target, tracing::Level::DEBUG)
-        } else {
-            targets
+    let raw = |target: &str| {
+        RAW_PAYLOAD_TARGETS.iter().any(|r| target == *r || target.strip_prefix(r).is_some_and(|t| t.starts_with("::")))
+    };
+    let mut capped = match given.default_level() {
+        Some(level) => Targets::new().with_default(level),
+        None => Targets::new(),
+    };
+    for (target, level) in given.iter() {
+        capped = capped.with_target(target, if raw(target) { level.min(LevelFilter::DEBUG) } else { level });
+    }
+    for target in RAW_PAYLOAD_TARGETS {
+        if capped.would_enable(target, &tracing::Level::TRACE) {
+            capped = capped.with_target(target, LevelFilter::DEBUG);
         }
-    })
+    }
+    capped
 }
 
 #[cfg(test)]
@@ -165,13 +175,18 @@ mod tests {
             let filter = log_filter(unset_or_unreadable);
             assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
         }
-        // `trace` everywhere still leaves out the raw event and what goes over the wire.
-        let filter = log_filter(Some("trace"));
-        assert!(filter.would_enable("payment_attempts", &tracing::Level::TRACE));
-        for target in ["lambda_runtime::layers::api_response", "aws_smithy_runtime::client", "hyper::proto"] {
-            assert!(!filter.would_enable(target, &tracing::Level::TRACE), "{target}");
-            assert!(filter.would_enable(target, &tracing::Level::DEBUG), "{target}");
+        // `trace` everywhere, or on a module of theirs, still leaves out the raw event and what
+        // goes over the wire.
+        for directives in ["trace", "lambda_runtime::layers=trace,aws_smithy_runtime::client=trace,hyper::proto=trace"]
+        {
+            let filter = log_filter(Some(directives));
+            for target in ["lambda_runtime::layers::api_response", "aws_smithy_runtime::client", "hyper::proto"] {
+                assert!(!filter.would_enable(target, &tracing::Level::TRACE), "{directives}: {target}");
+                assert!(filter.would_enable(target, &tracing::Level::DEBUG), "{directives}: {target}");
+            }
         }
+        assert!(log_filter(Some("trace")).would_enable("payment_attempts", &tracing::Level::TRACE));
+        assert!(!log_filter(Some("warn")).would_enable("lambda_runtime", &tracing::Level::INFO));
     }
 
     #[test]

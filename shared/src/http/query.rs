@@ -221,8 +221,9 @@ impl TimeBounds {
 
 /// Routes that take no query parameters refuse any, by name.
 pub fn no_query(req: &Request) -> Result<(), ApiError> {
-    match QueryParams::read(req, &[])?.each().next() {
-        Some(param) => Err(InvalidRequest::unknown(param.name).into()),
+    let params = req.query_string_parameters();
+    match params.iter().map(|(name, _)| name).min() {
+        Some(name) => Err(InvalidRequest::unknown(name).into()),
         None => Ok(()),
     }
 }

@@ -26,11 +26,13 @@ pub const DEFAULT_MAX_READS: u32 = 10;
 /// Read units one list request may spend: 4 MB of strongly consistent reads, whatever its
 /// filters and data, so that no request costs the table a thousand others.
 pub const READ_UNITS_PER_REQUEST: f64 = 1024.0;
-/// The read units of the largest attempt item, before a request has seen any: two receipts
-/// (the creation's, kept in its history, and the settlement's), full metadata and the rest,
-/// in 4 KB units. A test stores such rows and reads them.
+/// The read units of a row before a request has seen any: an attempt at the API's limits in
+/// ASCII text, two receipts (the creation's, kept in its history, and the settlement's), full
+/// metadata and the rest, in 4 KB units (a test stores such rows and reads them at 15).
+/// Multi-byte text at every limit can make a row of about 23 units: then a first round over
+/// 64 shards spends up to about 1,500 units once (BENCHMARKS.md).
 pub const LARGEST_ROW_UNITS: f64 = ((2 * crate::validation::MAX_RECEIPT_BYTES + 50 * 540 + 4096) / 4096 + 1) as f64;
-// A list's first round reads at least a row of each shard: even then it keeps to its budget.
+// A list's first round reads at least a row of each shard: with such rows it keeps to its budget.
 const _: () = assert!(crate::layout::MAX_SHARDS as f64 * LARGEST_ROW_UNITS <= READ_UNITS_PER_REQUEST);
 /// What a shard reads after its first read, unfiltered: the page rarely needs more of it.
 const REFILL_ROWS: usize = 2;
