@@ -24,13 +24,19 @@ pub enum Status {
 /// Words of the same vocabulary that describe payment accounts: recognised only to say so.
 const ACCOUNT_STATUSES: [&str; 2] = ["active", "disabled"];
 
-/// Why a word is not an attempt status.
+/// The attempt statuses, as error messages list them.
+const STATUS_WORDS: &str = "pending, succeeded, failed, released";
+
+/// Why a value is not an attempt status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotAStatus {
     #[error("`{0}` describes payment accounts, never payment attempts")]
     AccountStatus(&'static str),
-    #[error("`{0}` is not one of pending, succeeded, failed, released")]
+    #[error("`{0}` is not one of {STATUS_WORDS}")]
     Unknown(String),
+    /// Not text at all (a number, an object).
+    #[error("must be one of {STATUS_WORDS}")]
+    NotText,
 }
 
 impl Status {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use crate::attempt::{Attempt, InvalidTransition, Status, StatusChange, StatusNote, StatusTransition};
+use crate::attempt::{Attempt, InvalidTransition, NotAStatus, Status, StatusChange, StatusNote, StatusTransition};
 use crate::id::{AttemptId, Id, OrganizationId, PaymentAccountId, SessionId};
 use crate::idempotency::RequestToken;
 use crate::money::{Amount, AmountError, Currency};
@@ -214,11 +214,11 @@ fn amount(raw: &RawValue, param: &str) -> Result<Amount> {
 }
 
 pub(crate) fn parse_status(raw: &RawValue, param: &str) -> Result<Status> {
-    let Ok(text) = serde_json::from_str::<String>(raw.get()) else {
-        let why = "must be one of pending, succeeded, failed, released";
-        return Err(InvalidRequest::invalid(param, format!("Invalid {param}: {why}.")));
+    let status = match serde_json::from_str::<String>(raw.get()) {
+        Ok(text) => Status::parse(&text),
+        Err(_) => Err(NotAStatus::NotText),
     };
-    Status::parse(&text).map_err(|why| InvalidRequest::invalid(param, format!("Invalid {param}: {why}.")))
+    status.map_err(|why| InvalidRequest::invalid(param, format!("Invalid {param}: {why}.")))
 }
 
 fn initial_status(raw: &RawValue, param: &str) -> Result<Status> {

@@ -63,6 +63,17 @@ fn bounded(message: String) -> String {
     }
 }
 
+/// Text a caller stores: without characters that are not what they show.
+fn printable(text: &str, param: &str) -> Result<()> {
+    if text.chars().any(is_unprintable) {
+        return Err(InvalidRequest::invalid(
+            param,
+            format!("Invalid {param}: must not contain control or bidirectional formatting characters."),
+        ));
+    }
+    Ok(())
+}
+
 /// Control characters, and the bidirectional formatting ones that can make text read other
 /// than it is (Trojan Source).
 pub fn is_unprintable(c: char) -> bool {
@@ -152,12 +163,7 @@ pub fn string(raw: &RawValue, param: &str, max: usize) -> Result<String> {
             format!("Invalid {param}: must be between 1 and {max} characters long."),
         ));
     }
-    if text.chars().any(is_unprintable) {
-        return Err(InvalidRequest::invalid(
-            param,
-            format!("Invalid {param}: must not contain control or bidirectional formatting characters."),
-        ));
-    }
+    printable(&text, param)?;
     Ok(text)
 }
 
@@ -272,12 +278,8 @@ pub fn metadata(raw: Option<Box<RawValue>>, param: &str) -> Result<BTreeMap<Stri
             return Err(InvalidRequest::invalid(&key_param, format!("Invalid {key_param}: at most 500 characters.")));
         }
         // As for every other text field: metadata reaches logs and exports as it is.
-        if key.chars().chain(value.chars()).any(is_unprintable) {
-            return Err(InvalidRequest::invalid(
-                &key_param,
-                format!("Invalid {key_param}: must not contain control or bidirectional formatting characters."),
-            ));
-        }
+        printable(&key, &key_param)?;
+        printable(&value, &key_param)?;
         map.insert(key, value);
     }
     Ok(map)

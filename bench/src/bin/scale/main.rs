@@ -150,11 +150,14 @@ async fn main() -> Result<(), Error> {
     // most written shard, against an even share.
     let shard_units: Vec<f64> =
         writes.wcu_by_key.iter().filter(|(key, _)| kind_of(key) == "attempts").map(|(_, units)| *units).collect();
-    let even = shard_units.iter().sum::<f64>() / shard_units.len().max(1) as f64;
-    let fill = (
-        shard_units.iter().copied().fold(f64::INFINITY, f64::min) / even,
-        shard_units.iter().copied().fold(0.0, f64::max) / even,
-    );
+    // A shard never written counts as empty.
+    let even = shard_units.iter().sum::<f64>() / f64::from(shards);
+    let least = if shard_units.len() < usize::from(shards) {
+        0.0
+    } else {
+        shard_units.iter().copied().fold(f64::INFINITY, f64::min)
+    };
+    let fill = (least / even, shard_units.iter().copied().fold(0.0, f64::max) / even);
     // Where the units go, and the bytes stay, by kind of item.
     let mut by_kind: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
     for (key, units) in &writes.wcu_by_key {
@@ -276,26 +279,31 @@ async fn main() -> Result<(), Error> {
         "retrieve": {"calls_per_retrieve": retrieved.total_calls() as f64 / retrieves as f64, "get_items": retrieved.calls("GetItem")},
     });
     println!("scale: {attempts} attempts (create + settle, keyed, with request_hash) for one organization over {SESSIONS} sessions, {shards} shards");
+    let num = |path: &[&str]| path.iter().fold(&report, |v, key| &v[*key]).as_f64().unwrap_or(f64::NAN);
+    let page = |key: &str| {
+        let at = |field: &str| num(&[key, field]);
+        format!(
+            "{:.1} rows read and {:.1} RCU per page, {:.2} Query calls per page",
+            at("rows_read_per_page"),
+            at("rcu_per_page"),
+            at("queries_per_page")
+        )
+    };
     println!(
         "writes: {:.2} WCU per attempt in all ({:.2} service, {:.2} summarizer at batches of {batch_size}), over {keys} partition keys; hottest key {hottest_key}: {:.3} WCU per attempt -> ceiling {:.0} attempts/s",
-        report["writes"]["wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
-        report["writes"]["service_wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
-        report["summarizer"]["wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
-        report["writes"]["hottest_key_wcu_per_attempt"].as_f64().unwrap_or(f64::NAN),
-        report["writes"]["attempts_per_second_ceiling"].as_f64().unwrap_or(f64::NAN),
+        num(&["writes", "wcu_per_attempt"]),
+        num(&["writes", "service_wcu_per_attempt"]),
+        num(&["summarizer", "wcu_per_attempt"]),
+        num(&["writes", "hottest_key_wcu_per_attempt"]),
+        num(&["writes", "attempts_per_second_ceiling"]),
     );
-    println!(
-        "org list, ids from many writers (random shards): {:.1} rows read and {:.1} RCU per page, {:.2} Query calls per page",
-        report["org_list_page_of_50_ids_from_many_writers"]["rows_read_per_page"].as_f64().unwrap_or(f64::NAN),
-        report["org_list_page_of_50_ids_from_many_writers"]["rcu_per_page"].as_f64().unwrap_or(f64::NAN),
-        report["org_list_page_of_50_ids_from_many_writers"]["queries_per_page"].as_f64().unwrap_or(f64::NAN),
-    );
+    println!("org list, ids from many writers (random shards): {}", page("org_list_page_of_50_ids_from_many_writers"));
     println!(
         "DynamoDB calls per keyed create {:.2} ({:.2} WCU), per keyed settle {:.2} ({:.2} WCU)",
-        report["writes"]["calls_per_keyed_create"].as_f64().unwrap_or(f64::NAN),
-        report["writes"]["wcu_per_keyed_create"].as_f64().unwrap_or(f64::NAN),
-        report["writes"]["calls_per_keyed_settle"].as_f64().unwrap_or(f64::NAN),
-        report["writes"]["wcu_per_keyed_settle"].as_f64().unwrap_or(f64::NAN),
+        num(&["writes", "calls_per_keyed_create"]),
+        num(&["writes", "wcu_per_keyed_create"]),
+        num(&["writes", "calls_per_keyed_settle"]),
+        num(&["writes", "wcu_per_keyed_settle"]),
     );
     let kinds: Vec<String> = by_kind.iter().map(|(kind, units)| format!("{kind} {units:.2}")).collect();
     println!("WCU per attempt by kind: {}", kinds.join(", "));
@@ -309,15 +317,13 @@ async fn main() -> Result<(), Error> {
     println!(
         "stored bytes per attempt by kind: {}; the API shows {shown:.0} bytes of JSON (attempt item {:.2}x that)",
         kinds.join(", "),
-        report["storage"]["attempt_item_over_api_json"].as_f64().unwrap_or(f64::NAN),
+        num(&["storage", "attempt_item_over_api_json"]),
     );
     println!(
-        "org list, pages of 50: {:.1} rows read and {:.1} RCU per page, {:.2} Query calls per page; session page: {} Query; retrieve: {:.2} calls",
-        report["org_list_page_of_50"]["rows_read_per_page"].as_f64().unwrap_or(f64::NAN),
-        report["org_list_page_of_50"]["rcu_per_page"].as_f64().unwrap_or(f64::NAN),
-        report["org_list_page_of_50"]["queries_per_page"].as_f64().unwrap_or(f64::NAN),
+        "org list, pages of 50: {}; session page: {} Query; retrieve: {:.2} calls",
+        page("org_list_page_of_50"),
         session_page.calls("Query"),
-        report["retrieve"]["calls_per_retrieve"].as_f64().unwrap_or(f64::NAN),
+        num(&["retrieve", "calls_per_retrieve"]),
     );
     println!("summary after the summarizer ({delivered} stream records): equals the page walk: {summary_matches}");
     if !summary_matches {
