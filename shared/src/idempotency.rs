@@ -62,7 +62,7 @@ impl Answer {
 /// A response kept under an idempotency key, replayed to a retry of the same request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
-    pub key: String,
+    pub key: IdempotencyKey,
     /// The request that wrote it.
     pub token: RequestToken,
     /// Identifies the request (operation and exact body) the key was first used with.
@@ -73,17 +73,41 @@ pub struct IdempotencyRecord {
     pub expires_at: i64,
 }
 
+/// Whose keys a key is among. Members (a JWT) and trusted writers (the IAM routes, SQS,
+/// direct invokes) never share one: a trusted writer's key can be known in advance (`sqs:`
+/// and a message id, or one derived from its own data), and a member who claimed it first
+/// with another body would turn the writer's command into a final refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyNamespace {
+    Member,
+    TrustedWriter,
+}
+
+/// A caller's `Idempotency-Key`, in its caller class's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub namespace: KeyNamespace,
+    /// As the caller gave it ([`parse_key`]).
+    pub text: String,
+}
+
+impl IdempotencyKey {
+    pub fn new(namespace: KeyNamespace, text: String) -> Self {
+        IdempotencyKey { namespace, text }
+    }
+}
+
 /// A request that may keep its answer under a key: who it is, and what it asks.
 #[derive(Debug, Clone)]
 pub struct KeyedRequest {
     pub token: RequestToken,
     /// The caller's `Idempotency-Key`, if any.
-    pub key: Option<String>,
+    pub key: Option<IdempotencyKey>,
     pub fingerprint: String,
 }
 
 impl KeyedRequest {
-    pub fn new(key: Option<String>, operation: &str, body: &[u8]) -> Self {
+    pub fn new(key: Option<IdempotencyKey>, operation: &str, body: &[u8]) -> Self {
         KeyedRequest { token: RequestToken::new(), key, fingerprint: fingerprint(operation, body) }
     }
 

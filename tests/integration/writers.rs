@@ -206,3 +206,53 @@ async fn oversized_commands_and_long_names_are_refused_with_a_bounded_echo() {
     assert_eq!((reply.status, reply.error().1.as_deref()), (400, Some("metadata[note]")));
     assert_eq!(svc.item_count().await, 0, "nothing refused was written");
 }
+
+#[tokio::test]
+async fn a_members_key_never_meets_a_trusted_writers() {
+    let svc = service().await;
+    let attempts = "/v1/payments/attempts";
+    // A member claims, with bodies of their own, the key the SQS worker derives from a message
+    // id (the dead-letter runbook resends by it) and a key a writer derives from its data.
+    let claimed = svc.post_keyed("org_acme", attempts, &attempt_body(None, "9").to_string(), "sqs:msg-claimed").await;
+    assert_eq!(claimed.status, 201, "{}", claimed.text);
+    let claimed_id = claimed.json()["id"].as_str().unwrap().to_owned();
+    let settle_key = format!("settle-{claimed_id}");
+    let settle = json!({"status": "failed", "error_message": "declined"}).to_string();
+    let member_settle = svc.post_keyed("org_acme", &format!("{attempts}/{claimed_id}"), &settle, &settle_key).await;
+    assert_eq!(member_settle.status, 200, "{}", member_settle.text);
+
+    // The SQS command under that message id is recorded, once over two deliveries.
+    let command = json!({"action": "create", "body": for_org("org_acme", attempt_body(Some("session_ns"), "1"))});
+    for delivery in 0..2 {
+        let response = run_worker(&svc, sqs_event(&[("msg-claimed".to_owned(), command.to_string())])).await;
+        assert_eq!(response["batchItemFailures"], json!([]), "delivery {delivery}");
+    }
+    let page = svc.get("org_acme", &format!("{attempts}?session_id=session_ns")).await.json();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "recorded once: {page}");
+    let written_id = page["data"][0]["id"].as_str().unwrap().to_owned();
+
+    // A trusted writer settles with the member's key and its own body: applied, then replayed.
+    let body = json!({"organization_id": "org_acme", "status": "succeeded"});
+    let target = format!("{INTERNAL}/{written_id}");
+    for (round, replayed) in [(0, None), (1, Some("true"))] {
+        let headers = [
+            ("content-type", "application/json"),
+            (LOCAL_CALLER_ARN_HEADER, ASSUMED),
+            ("idempotency-key", settle_key.as_str()),
+        ];
+        let reply = svc.request_with("POST", &target, &headers, body.to_string().as_bytes()).await;
+        assert_eq!(reply.status, 200, "round {round}: {}", reply.text);
+        assert_eq!(reply.json()["status"], "succeeded");
+        let header = reply.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok());
+        assert_eq!(header, replayed, "round {round}");
+    }
+
+    // The member's keys still replay the member's own answers, and only theirs.
+    let again = svc.post_keyed("org_acme", attempts, &attempt_body(None, "9").to_string(), "sqs:msg-claimed").await;
+    assert_eq!((again.status, again.json()["id"].as_str()), (201, Some(claimed_id.as_str())));
+    let again = svc.post_keyed("org_acme", &format!("{attempts}/{claimed_id}"), &settle, &settle_key).await;
+    assert_eq!((again.status, again.json()["status"].as_str()), (200, Some("failed")));
+    let other_body =
+        svc.post_keyed("org_acme", attempts, &attempt_body(None, "8").to_string(), "sqs:msg-claimed").await;
+    assert_eq!((other_body.status, other_body.error().1.as_deref()), (400, Some("Idempotency-Key")));
+}

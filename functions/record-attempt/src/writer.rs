@@ -11,7 +11,7 @@
 use payment_attempts::budget::Deadline;
 use payment_attempts::command::{NewAttempt, StatusUpdate};
 use payment_attempts::http::{self, ApiError, Caller};
-use payment_attempts::idempotency::{Answer, KeyedRequest};
+use payment_attempts::idempotency::{Answer, IdempotencyKey, KeyedRequest};
 use payment_attempts::metrics::Metric;
 use payment_attempts::store::Written;
 use payment_attempts::time::Timestamp;
@@ -25,12 +25,15 @@ pub struct Writer {
     /// Bounded to the request's deadlines: work, then reading back a lost answer.
     store: AttemptStore,
     caller: Caller,
-    key: Option<String>,
+    key: Option<IdempotencyKey>,
 }
 
 impl Writer {
     pub fn new(store: &AttemptStore, caller: Caller, idempotency_key: Option<String>, deadline: Deadline) -> Self {
-        Writer { store: store.within(deadline), caller, key: idempotency_key }
+        // The caller's class names the key's namespace: members and trusted writers never
+        // meet on a key.
+        let key = idempotency_key.map(|text| IdempotencyKey::new(caller.key_namespace(), text));
+        Writer { store: store.within(deadline), caller, key }
     }
 
     /// Records a new attempt: 201 with it.

@@ -6,6 +6,7 @@ use lambda_http::{Request, RequestExt};
 
 use super::*;
 use crate::id::OrganizationId;
+use crate::idempotency::KeyNamespace;
 use crate::settings::Settings;
 use crate::validation::InvalidRequest;
 
@@ -45,6 +46,14 @@ impl Caller {
             .into()),
             (Caller::TrustedWriter { .. }, Some(org)) => Ok(org),
             (Caller::TrustedWriter { .. }, None) => Err(InvalidRequest::missing("organization_id").into()),
+        }
+    }
+
+    /// Whose idempotency keys this caller's are among.
+    pub fn key_namespace(&self) -> KeyNamespace {
+        match self {
+            Caller::Member(_) => KeyNamespace::Member,
+            Caller::TrustedWriter { .. } => KeyNamespace::TrustedWriter,
         }
     }
 }

@@ -17,7 +17,7 @@ use super::schema::*;
 use super::transact::put;
 use super::{AttemptStore, StoreError};
 use crate::id::{AttemptId, OrganizationId};
-use crate::idempotency::{IdempotencyRecord, RequestToken};
+use crate::idempotency::{IdempotencyKey, IdempotencyRecord, RequestToken};
 use crate::time::Timestamp;
 
 /// The key is free: never written, or expired (TTL deletion lags behind).
@@ -28,7 +28,7 @@ impl AttemptStore {
     pub async fn read_key(
         &self,
         org: &OrganizationId,
-        key: &str,
+        key: &IdempotencyKey,
         now: Timestamp,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let Some(item) = self.read(key_pk(org, key), KEY_SK).await? else { return Ok(None) };
@@ -88,10 +88,10 @@ impl AttemptStore {
 }
 
 /// A key's record as stored; `key` is the caller's key it was read under.
-pub(super) fn record_from(item: &Item, key: &str) -> Result<IdempotencyRecord, StoreError> {
+pub(super) fn record_from(item: &Item, key: &IdempotencyKey) -> Result<IdempotencyRecord, StoreError> {
     let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
     Ok(IdempotencyRecord {
-        key: key.to_owned(),
+        key: key.clone(),
         token: RequestToken::from_stored(get_s(item, "token")?),
         fingerprint: get_s(item, "fingerprint")?.to_owned(),
         status: number("status").and_then(|n| u16::try_from(n).ok()).ok_or_else(|| corrupt("status"))?,

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | attempt | `ORG#<org>#ATT#<shard>` (one of the organization's shards, by id) | `ATT#<id>` |
 //! | layout (its shards over time) | `ORG#<org>#LAYOUT` | `LAYOUT` |
-//! | idempotency record | `ORG#<org>#IDEM#<key>` | `IDEM` |
+//! | idempotency record | `ORG#<org>#IDEM#<key>` (a member's), `ORG#<org>#WIDEM#<key>` (a trusted writer's) | `IDEM` |
 //! | replay guard | `ORG#<org>#HASH#<request_hash>` | `HASH` |
 //! | summarized version | `ORG#<org>#SUMD#<id>` | `SUMD` |
 //! | organization and hourly counters | `ORG#<org>#SUM` | `ORG#<n>`, `HR#<hour>#<n>` |
@@ -15,6 +15,7 @@
 //! organizations never contain `#` (`crate::id`), so no text can reach another key's space.
 
 use crate::id::{AttemptId, OrganizationId, SessionId};
+use crate::idempotency::{IdempotencyKey, KeyNamespace};
 use crate::layout::Layout;
 
 /// Attempts sort by `ATT#<id>` in their shard; the stream filter matches this prefix too.
@@ -45,8 +46,14 @@ pub(super) fn session_key(org: &OrganizationId, session: &SessionId) -> String {
     format!("ORG#{org}#SES#{session}")
 }
 
-pub(super) fn key_pk(org: &OrganizationId, key: &str) -> String {
-    format!("ORG#{org}#IDEM#{key}")
+/// Each caller class's keys in a space of their own: the text before the key differs, and a
+/// key's text cannot reach back before it.
+pub(super) fn key_pk(org: &OrganizationId, key: &IdempotencyKey) -> String {
+    let space = match key.namespace {
+        KeyNamespace::Member => "IDEM",
+        KeyNamespace::TrustedWriter => "WIDEM",
+    };
+    format!("ORG#{org}#{space}#{}", key.text)
 }
 
 pub(super) fn guard_pk(org: &OrganizationId, hash: &str) -> String {
@@ -63,4 +70,21 @@ pub(super) fn summary_pk(org: &OrganizationId) -> String {
 
 pub(super) fn session_summary_pk(org: &OrganizationId, session: &SessionId) -> String {
     format!("ORG#{org}#SUM#SES#{session}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_members_key_is_a_trusted_writers() {
+        let org = OrganizationId::parse("org_acme").unwrap();
+        let writer = key_pk(&org, &IdempotencyKey::new(KeyNamespace::TrustedWriter, "sqs:m".to_owned()));
+        assert_eq!(writer, "ORG#org_acme#WIDEM#sqs:m");
+        // Whatever a member's key says, its partition key starts with the member's space.
+        for text in ["sqs:m", "#WIDEM#sqs:m", "WIDEM#sqs:m", "../WIDEM#sqs:m"] {
+            let member = key_pk(&org, &IdempotencyKey::new(KeyNamespace::Member, text.to_owned()));
+            assert!(member.starts_with("ORG#org_acme#IDEM#") && member != writer, "{text}");
+        }
+    }
 }

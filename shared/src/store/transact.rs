@@ -369,7 +369,7 @@ mod faults {
     #[tokio::test]
     async fn a_transaction_in_progress_or_a_token_mismatch_is_read_back() {
         use crate::command::NewAttempt;
-        use crate::idempotency::{Answer, KeyedRequest};
+        use crate::idempotency::{Answer, IdempotencyKey, KeyNamespace, KeyedRequest};
         use crate::store::Written;
         use crate::time::Timestamp;
         use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
@@ -388,7 +388,8 @@ mod faults {
         let org = OrganizationId::parse("org_acme").unwrap();
         let now = Timestamp::now();
         let attempt = NewAttempt::from_json(body).unwrap().into_attempt(org.clone(), now);
-        let request = KeyedRequest::new(Some("k".to_owned()), "create", body);
+        let request =
+            KeyedRequest::new(Some(IdempotencyKey::new(KeyNamespace::Member, "k".to_owned())), "create", body);
         let record = request.record(&Answer::new(201, "{}".to_owned()), now).unwrap();
         for (what, error) in [("in progress", in_progress as fn() -> E), ("mismatch", mismatch)] {
             // Not found on reading back: unknown, a 503 to retry under the key.
