@@ -1,19 +1,23 @@
-//! The summarizer's event source mapping, run locally: reads the table's stream from DynamoDB
-//! Local and hands each shard's records to the summarizer in order, as Lambda does with the
-//! template's `BatchSize` and `FilterCriteria`. A batch that reports a failed record is
-//! delivered again from that record; one that keeps failing stays pending and `drain` says
-//! so, until it has failed `MaximumRetryAttempts` times more than once: then, as Lambda
-//! does, it is parked (on Lambda: its description goes to the on-failure queue) and reading
-//! goes on. A recount (`AttemptStore::recount`) counts what a parked batch held.
+//! A stream function's event source mapping, run locally: reads the table's stream from
+//! DynamoDB Local and hands each shard's records to the function (the summarizer or the
+//! publisher) in order, as Lambda does with the template's `BatchSize` and `FilterCriteria`.
+//! Each mapping reads the stream on its own, as Lambda's do. A batch that reports a failed
+//! record is delivered again from that record; one that keeps failing stays pending and
+//! `drain` says so, until it has failed `MaximumRetryAttempts` times more than once: then,
+//! as Lambda does, it is parked (on Lambda: its description goes to the on-failure queue)
+//! and reading goes on. A recount (`AttemptStore::recount`) counts what a parked batch held.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodbstreams::config::{Credentials, Region};
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use payment_attempts::budget::Deadline;
 use payment_attempts::AttemptStore;
+use publisher::Publisher;
 use serde_json::Value;
 
 use crate::template::{StreamMappingSpec, Template};
@@ -37,10 +41,36 @@ struct Shard {
     failures: u32,
 }
 
+/// The function a mapping delivers to, run in this process.
+pub enum StreamFunction {
+    Summarizer(AttemptStore),
+    Publisher(Arc<Publisher>),
+}
+
+impl StreamFunction {
+    /// Its cargo binary, as the template names it.
+    fn binary(&self) -> &'static str {
+        match self {
+            StreamFunction::Summarizer(_) => "summarizer",
+            StreamFunction::Publisher(_) => "publisher",
+        }
+    }
+
+    async fn invoke(&self, event: &Event) -> DynamoDbEventResponse {
+        match self {
+            StreamFunction::Summarizer(store) => summarizer::summarize(store, event).await,
+            StreamFunction::Publisher(publisher) => {
+                let until = Deadline::for_invocation(None).work;
+                publisher.publish(event, until.into()).await.0
+            }
+        }
+    }
+}
+
 pub struct StreamMapping {
     streams: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
-    store: AttemptStore,
+    function: StreamFunction,
     spec: StreamMappingSpec,
     shards: tokio::sync::Mutex<BTreeMap<String, Shard>>,
     /// Records parked after their batch ran out of retries.
@@ -51,7 +81,13 @@ impl StreamMapping {
     /// The template's mapping of `table`'s stream (at `endpoint`) to the summarizer running on
     /// `store`.
     pub async fn new(template: &Template, endpoint: &str, table: &str, store: AttemptStore) -> Result<Self, Error> {
-        let spec = template.stream_mapping.clone().ok_or("template.yaml maps no stream")?;
+        Self::to(template, endpoint, table, StreamFunction::Summarizer(store)).await
+    }
+
+    /// The template's mapping of `table`'s stream (at `endpoint`) to `function`.
+    pub async fn to(template: &Template, endpoint: &str, table: &str, function: StreamFunction) -> Result<Self, Error> {
+        let spec = template.stream_mapping(function.binary()).cloned();
+        let spec = spec.ok_or_else(|| format!("template.yaml maps no stream to {}", function.binary()))?;
         let dynamodb = crate::dynamodb_local::client(endpoint);
         let described = dynamodb.describe_table().table_name(table).send().await?;
         let stream_arn = described
@@ -68,7 +104,7 @@ impl StreamMapping {
             .build();
         let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
         let shards = tokio::sync::Mutex::new(BTreeMap::new());
-        Ok(StreamMapping { streams, stream_arn, store, spec, shards, parked: Default::default() })
+        Ok(StreamMapping { streams, stream_arn, function, spec, shards, parked: Default::default() })
     }
 
     /// Delivers every record written so far to the summarizer, shard by shard, in order.
@@ -192,14 +228,14 @@ impl StreamMapping {
             let batch = pending.len().min(self.spec.batch_size);
             let mut event = Event::default();
             event.records = pending[..batch].to_vec();
-            let response = summarizer::summarize(&self.store, &event).await;
+            let response = self.function.invoke(&event).await;
             let failed = response.batch_item_failures.first().and_then(|f| f.item_identifier.clone());
             let done = match &failed {
                 None => batch,
                 Some(sequence) => pending[..batch]
                     .iter()
                     .position(|r| r.change.sequence_number.as_ref() == Some(sequence))
-                    .ok_or_else(|| format!("summarizer reported {sequence}, not in its batch"))?,
+                    .ok_or_else(|| format!("{} reported {sequence}, not in its batch", self.function.binary()))?,
             };
             pending.drain(..done);
             counted += done;
@@ -215,7 +251,11 @@ impl StreamMapping {
                 pending.drain(..left);
                 self.parked.fetch_add(left, std::sync::atomic::Ordering::SeqCst);
                 shard.failures = 0;
-                tracing::error!(records = left, "summarizer mapping: batch parked after its retries");
+                tracing::error!(
+                    records = left,
+                    function = self.function.binary(),
+                    "stream mapping: batch parked after its retries"
+                );
                 return Ok(counted);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -229,7 +269,7 @@ impl StreamMapping {
         tokio::spawn(async move {
             loop {
                 if let Err(error) = self.drain().await {
-                    tracing::warn!(error = ?error, "summarizer mapping: batch not counted yet");
+                    tracing::warn!(error = ?error, function = self.function.binary(), "stream mapping: batch not taken yet");
                 }
                 tokio::time::sleep(every).await;
             }

@@ -39,8 +39,21 @@ pub struct Template {
     pub dynamodb_actions: Vec<(String, Vec<String>)>,
     /// `Globals.Function.Timeout`: how long each invocation may run.
     pub function_timeout: std::time::Duration,
-    /// The table's stream mapping (the summarizer's `DynamoDB` event), if there is one.
-    pub stream_mapping: Option<StreamMappingSpec>,
+    /// The table's stream mappings (each `DynamoDB` event: the summarizer's, the publisher's).
+    pub stream_mappings: Vec<StreamMappingSpec>,
+    /// The event bus the publisher puts on, as the parameters' defaults name it.
+    pub events: EventsSpec,
+}
+
+/// The stack's event bus and its archive, by the template's parameter defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsSpec {
+    /// `EventBusName`.
+    pub bus_name: String,
+    /// `EventSource`: the `source` of every event.
+    pub source: String,
+    /// `EventArchiveRetentionDays`.
+    pub archive_retention_days: i32,
 }
 
 /// What a `DynamoDB` event source says about delivering the stream.
@@ -109,6 +122,22 @@ fn stream_mapping_of(function: &str, properties: &Yaml) -> Result<StreamMappingS
     })
 }
 
+/// The bus's parameters, by their defaults.
+fn events_of(doc: &Yaml) -> Result<EventsSpec, TemplateError> {
+    let default = |name: &str| {
+        let value = &doc["Parameters"][name]["Default"];
+        value.as_str().map(str::to_owned).or_else(|| value.as_i64().map(|n| n.to_string()))
+    };
+    let missing = |name: &str| shape(format!("no default for parameter {name}"));
+    Ok(EventsSpec {
+        bus_name: default("EventBusName").ok_or_else(|| missing("EventBusName"))?,
+        source: default("EventSource").ok_or_else(|| missing("EventSource"))?,
+        archive_retention_days: default("EventArchiveRetentionDays")
+            .and_then(|days| days.parse().ok())
+            .ok_or_else(|| missing("EventArchiveRetentionDays"))?,
+    })
+}
+
 impl Template {
     pub fn load(path: &Path) -> Result<Self, TemplateError> {
         let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Read(path.display().to_string(), e))?;
@@ -122,7 +151,7 @@ impl Template {
         let mut table = None;
         let mut routes = Vec::new();
         let mut dynamodb_actions = Vec::new();
-        let mut stream_mapping = None;
+        let mut stream_mappings = Vec::new();
         for (_, resource) in resources {
             match resource["Type"].as_str() {
                 Some("AWS::DynamoDB::Table") => table = Some(resource["Properties"].clone()),
@@ -133,7 +162,7 @@ impl Template {
                         match event["Type"].as_str() {
                             Some("HttpApi") => routes.push(http_route(function, &event["Properties"])?),
                             Some("DynamoDB") => {
-                                stream_mapping = Some(stream_mapping_of(function, &event["Properties"])?)
+                                stream_mappings.push(stream_mapping_of(function, &event["Properties"])?)
                             }
                             _ => {}
                         }
@@ -146,13 +175,20 @@ impl Template {
         let timeout = docs.first().and_then(|d| d["Globals"]["Function"]["Timeout"].as_i64());
         let timeout =
             timeout.and_then(|t| u64::try_from(t).ok()).ok_or_else(|| shape("no Globals.Function.Timeout"))?;
+        let events = docs.first().map(events_of).transpose()?.ok_or_else(|| shape("no Parameters"))?;
         Ok(Template {
             table,
             routes,
             dynamodb_actions,
             function_timeout: std::time::Duration::from_secs(timeout),
-            stream_mapping,
+            stream_mappings,
+            events,
         })
+    }
+
+    /// The stream mapping of the function built as `binary`.
+    pub fn stream_mapping(&self, binary: &str) -> Option<&StreamMappingSpec> {
+        self.stream_mappings.iter().find(|m| m.function == binary)
     }
 
     /// Creates the table as declared (keys, indexes, stream, TTL) under `name`; an existing table is kept.

@@ -1,6 +1,6 @@
 //! Payment attempts: the durable record of every paid outbound call.
 //!
-//! - [`attempt`], [`money`], [`id`], [`time`], [`command`], [`validation`], [`page`]: the
+//! - [`attempt`], [`attempt_event`], [`money`], [`id`], [`time`], [`command`], [`validation`], [`page`]: the
 //!   domain, pure code with no AWS types;
 //! - [`store`]: the one place that knows the DynamoDB table (feature `dynamodb`, on by
 //!   default; without it the domain and HTTP mapping build alone, as the fuzzers use them);
@@ -10,6 +10,7 @@
 //!   [`budget`]: the time one invocation may take.
 
 pub mod attempt;
+pub mod attempt_event;
 pub mod budget;
 pub mod command;
 pub mod http;

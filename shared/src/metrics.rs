@@ -32,6 +32,10 @@ pub enum Metric<'a> {
     /// A stream batch the summarizer took: attempt changes counted, and records left out of
     /// the summaries because they do not decode.
     SummarizerBatch { counted: usize, left_out: usize },
+    /// A stream batch the publisher took: events published, the PutEvents calls they took,
+    /// events still unpublished when it gave up (the batch is delivered again from the first),
+    /// and records left out because they do not decode.
+    PublisherBatch { published: usize, calls: usize, unpublished: usize, left_out: usize },
 }
 
 impl Metric<'_> {
@@ -77,6 +81,12 @@ impl Metric<'_> {
             Metric::SummarizerBatch { counted, left_out } => {
                 doc.value("ChangesSummarized", json!(counted), "Count");
                 doc.value("ChangesLeftOutOfSummaries", json!(left_out), "Count");
+            }
+            Metric::PublisherBatch { published, calls, unpublished, left_out } => {
+                doc.value("EventsPublished", json!(published), "Count");
+                doc.value("PutEventsCalls", json!(calls), "Count");
+                doc.value("EventsUnpublished", json!(unpublished), "Count");
+                doc.value("ChangesLeftOutOfEvents", json!(left_out), "Count");
             }
         }
         doc.line(timestamp_ms)
@@ -181,6 +191,7 @@ mod tests {
             Metric::DynamoDbConflict,
             Metric::ListPage { reads: 3, rows: 50 },
             Metric::SummarizerBatch { counted: 99, left_out: 1 },
+            Metric::PublisherBatch { published: 98, calls: 10, unpublished: 2, left_out: 0 },
         ];
         for metric in all {
             let doc = assert_emf(&metric.line(now));

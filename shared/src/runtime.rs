@@ -66,12 +66,24 @@ pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
 /// it at DynamoDB Local) from `loader`'s chain, on the functions' HTTP client. Without a
 /// region, init fails at once rather than every request later.
 pub async fn dynamodb_client(loader: aws_config::ConfigLoader) -> Result<Client, String> {
+    Ok(Client::new(&sdk_config(loader).await?))
+}
+
+/// The functions' default config loader.
+pub fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+}
+
+/// Every AWS client's config: region, credentials and endpoints (`AWS_ENDPOINT_URL_<SERVICE>`
+/// points a client at a local engine) from `loader`'s chain, on the functions' HTTP client,
+/// retries and timeouts. Without a region, init fails at once rather than every request later.
+pub async fn sdk_config(loader: aws_config::ConfigLoader) -> Result<aws_config::SdkConfig, String> {
     let shared =
         loader.http_client(http_client()).retry_config(retry_config()).timeout_config(timeout_config()).load().await;
     if shared.region().is_none() {
         return Err("no AWS region: set AWS_REGION (Lambda sets it)".to_owned());
     }
-    Ok(Client::new(&shared))
+    Ok(shared)
 }
 
 /// What every function builds once at init: logging, its settings and its store, kept for the
@@ -88,7 +100,7 @@ pub async fn init() -> Result<(&'static AttemptStore, &'static Settings), String
 /// on Lambda the TLS handshake then runs with init's full CPU rather than on the first
 /// request. Against DynamoDB Local, which has no TLS, it adds about 2 ms to init (BENCHMARKS.md).
 pub async fn store(settings: &Settings) -> Result<AttemptStore, String> {
-    let client = dynamodb_client(aws_config::defaults(BehaviorVersion::latest())).await?;
+    let client = dynamodb_client(config_loader()).await?;
     let store = AttemptStore::new(client, &settings.table_name);
     store.warm_up().await;
     Ok(store)

@@ -10,9 +10,15 @@ use crate::common::{self, ROOT};
 fn the_template_declares_the_table_and_every_route() {
     let t = common::template();
     let routes: Vec<String> = t.routes.iter().map(|r| format!("{} {} {}", r.method, r.path, r.function)).collect();
-    let mapping = t.stream_mapping.clone().expect("the summarizer maps the table's stream");
+    let mapping = t.stream_mapping("summarizer").cloned().expect("the summarizer maps the table's stream");
     assert_eq!((mapping.function.as_str(), mapping.batch_size, mapping.filters.len()), ("summarizer", 100, 1));
     assert_eq!(mapping.maximum_retry_attempts, Some(10));
+    // The publisher reads the same records, on a mapping of its own.
+    let publisher = t.stream_mapping("publisher").expect("the publisher maps the table's stream");
+    assert_eq!(
+        (publisher.batch_size, &publisher.filters, publisher.maximum_retry_attempts),
+        (100, &mapping.filters, Some(10))
+    );
     for expected in [
         "GET /v1/payments/attempts list",
         "GET /v1/payments/attempts/summary list",
@@ -31,7 +37,7 @@ fn the_template_declares_the_table_and_every_route() {
     // and only that (scripts/check-iam checks every action of every role, as SAM deploys it).
     let writer: &[&str] =
         &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"];
-    let needs: [(&str, &[&str]); 5] = [
+    let needs: [(&str, &[&str]); 6] = [
         // Every function's init warm-up and the layout are GetItems.
         ("list", &["dynamodb:Query", "dynamodb:GetItem"]),
         ("retrieve", &["dynamodb:GetItem"]),
@@ -50,6 +56,11 @@ fn the_template_declares_the_table_and_every_route() {
                 "dynamodb:GetShardIterator",
                 "dynamodb:ListStreams",
             ],
+        ),
+        // The stream only: events come from its images, and nothing is read or written.
+        (
+            "publisher",
+            &["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
         ),
     ];
     for (function, actions) in needs {

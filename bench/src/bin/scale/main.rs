@@ -104,7 +104,7 @@ async fn main() -> Result<(), Error> {
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let store = AttemptStore::new(client, TABLE);
     let mapping = StreamMapping::new(&template, proxy.endpoint(), TABLE, store.clone()).await?;
-    let batch_size = template.stream_mapping.as_ref().map_or(0, |m| m.batch_size);
+    let batch_size = template.stream_mapping("summarizer").map_or(0, |m| m.batch_size);
     let api = LocalApi::new(&template, store.clone(), settings);
 
     proxy.reset();
