@@ -1,7 +1,8 @@
-//! A fault-injecting proxy on loopback between the service and DynamoDB Local: it forwards
-//! each request to the engine, and for the operations a rule names it can hold the answer
-//! after the engine committed, drop the connection after sending, never answer, or answer an
-//! error of its choosing without forwarding. In chaos mode ([`FaultProxy::chaos`]) it faults
+//! A fault-injecting proxy on loopback between the service and DynamoDB Local (or the
+//! EventBridge emulator): it forwards each request to the engine, and for the operations a
+//! rule names it can hold the answer after the engine committed, drop the connection after
+//! sending, never answer, answer an error of its choosing without forwarding, or refuse some
+//! of a PutEvents call's entries (forwarding the others). In chaos mode ([`FaultProxy::chaos`]) it faults
 //! a share of every call at random, from a seeded generator, and counts the faults by kind.
 
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,9 @@ pub enum Fault {
     /// Answer that another transaction holds an item: a transaction cancelled with a conflict
     /// on one of its writes (`TransactionConflictException` for a single-item write).
     Conflict,
+    /// PutEvents: forward only some entries (each refused with a chance of one in two, drawn
+    /// from this seed), and answer for the others as EventBridge does for an entry it refuses.
+    RefuseEntries(u64),
 }
 
 /// Random faults for a share of all calls, drawn from a seeded generator.
@@ -49,8 +53,12 @@ impl Chaos {
         if self.rng.f64() >= self.rate {
             return None;
         }
-        // Only writes meet other transactions.
+        // Only writes meet other transactions; only PutEvents has entries to refuse.
         let writes = matches!(operation, "TransactWriteItems" | "PutItem" | "UpdateItem" | "DeleteItem");
+        if operation == "PutEvents" && self.rng.bool() {
+            *self.counts.entry("PutEvents entries refused").or_default() += 1;
+            return Some(("PutEvents entries refused", Fault::RefuseEntries(self.rng.u64(..))));
+        }
         let (kind, fault) = match self.rng.u8(0..if writes { 6 } else { 5 }) {
             0 => ("answer held past the try timeout", Fault::HoldAnswer(self.lost_after)),
             1 => ("connection dropped after the engine answered", Fault::DropAfterSend),
@@ -185,10 +193,19 @@ async fn forward(
     rules: Rules,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ProxyError> {
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let (mut parts, body) = req.into_parts();
+    let mut body = body.collect().await?.to_bytes();
     let operation = payment_attempts_local::dynamodb_local::operation(&parts.headers);
     let fault = rules.take(&operation);
+    let refused_entries = match &fault {
+        Some(Fault::RefuseEntries(seed)) => {
+            let (kept, refused) = refuse_entries(&body, *seed)?;
+            body = kept;
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            refused
+        }
+        _ => Vec::new(),
+    };
     let refused = match &fault {
         Some(Fault::NeverAnswer) => std::future::pending().await,
         Some(Fault::DelayForward(_)) => None,
@@ -234,11 +251,44 @@ async fn forward(
         let (parts, body) = answer.into_parts();
         Ok::<_, ProxyError>((parts, body.collect().await?.to_bytes()))
     });
-    let (parts, body) = sent.await??;
+    let (mut parts, mut body) = sent.await??;
     match fault {
         Some(Fault::HoldAnswer(hold)) => tokio::time::sleep(hold).await,
         Some(Fault::DropAfterSend) => return Err("dropped after the engine answered".into()),
+        Some(Fault::RefuseEntries(_)) if parts.status.is_success() => {
+            body = answer_refused(&body, &refused_entries)?;
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+        }
         _ => {}
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// A PutEvents body without the entries it refuses (about one in two), and which it refused
+/// (their places in the call).
+fn refuse_entries(body: &Bytes, seed: u64) -> Result<(Bytes, Vec<bool>), ProxyError> {
+    let mut request: serde_json::Value = serde_json::from_slice(body)?;
+    let entries = request["Entries"].as_array_mut().ok_or("PutEvents without Entries")?;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let refused: Vec<bool> = entries.iter().map(|_| rng.bool()).collect();
+    let mut place = 0;
+    entries.retain(|_| {
+        place += 1;
+        !refused[place - 1]
+    });
+    Ok((Bytes::from(serde_json::to_vec(&request)?), refused))
+}
+
+/// The engine's answer for the entries it was sent, with a refusal in each refused place.
+fn answer_refused(body: &Bytes, refused: &[bool]) -> Result<Bytes, ProxyError> {
+    let answer: serde_json::Value = serde_json::from_slice(body)?;
+    let mut taken = answer["Entries"].as_array().cloned().unwrap_or_default().into_iter();
+    let refusal = serde_json::json!({"ErrorCode": "ThrottlingException", "ErrorMessage": "injected by the test proxy"});
+    let entries: Vec<serde_json::Value> = refused
+        .iter()
+        .map(|&refused| if refused { Some(refusal.clone()) } else { taken.next() })
+        .collect::<Option<_>>()
+        .ok_or("the engine answered fewer entries than it was sent")?;
+    let failed = entries.iter().filter(|e| e.get("ErrorCode").is_some()).count();
+    Ok(Bytes::from(serde_json::to_vec(&serde_json::json!({"FailedEntryCount": failed, "Entries": entries}))?))
 }

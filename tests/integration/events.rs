@@ -26,8 +26,9 @@ const EXPECTED: &[(&str, &str, u16)] = &[
 const WORKER: &[(&str, &str)] =
     &[("worker-sqs.json", r#"{"batchItemFailures":[]}"#), ("worker-invoke.json", r#"{"status":201,"#)];
 
-/// The stream batch for the summarizer: an attempt created, then settled (`succeeded`).
-const STREAM: &str = "summarizer-stream.json";
+/// The stream batch for the summarizer and the publisher: an attempt created, then settled
+/// (`succeeded`).
+const STREAM: &str = "stream.json";
 
 /// The attempt `events/retrieve.json` asks for.
 const SEEDED: &str = "payatt_01933b5a000070008000000000000001";

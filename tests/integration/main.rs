@@ -16,6 +16,7 @@ mod http;
 mod infrastructure;
 mod layouts;
 mod lifecycle;
+mod publishing;
 mod summaries;
 mod tenancy;
 mod writers;

@@ -143,8 +143,7 @@ async fn a_running_mapping_counts_a_write_within_the_bound() {
 #[tokio::test]
 async fn a_record_that_does_not_decode_is_left_out_and_the_rest_counted() {
     let svc = common::service().await;
-    let text =
-        std::fs::read_to_string(std::path::Path::new(common::ROOT).join("events/summarizer-stream.json")).unwrap();
+    let text = std::fs::read_to_string(std::path::Path::new(common::ROOT).join("events/stream.json")).unwrap();
     let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut broken = event["Records"][0].clone();
     // Another attempt, so that counting it would show.

@@ -1,0 +1,206 @@
+//! An EventBridge emulator on loopback, for local runs and tests: moto's server (from PyPI;
+//! `scripts/setup` installs it in `target/moto-venv`) on a free port, in memory. Here the
+//! template's bus and archive are created, and subscriptions: an SQS queue behind a rule,
+//! which is how a consumer would see the events, read by tests and by `make dev`'s tail.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_eventbridge::config::{Credentials, Region};
+use aws_sdk_eventbridge::types::Target;
+use serde_json::Value;
+
+use crate::dynamodb_local::free_port;
+use crate::template::EventsSpec;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A running emulator. It stops when this is dropped, and when this process dies: its shell
+/// wrapper stops it as soon as our end of its stdin closes.
+pub struct EventBridgeLocal {
+    wrapper: Child,
+    stdin: Option<ChildStdin>,
+    port: u16,
+}
+
+impl EventBridgeLocal {
+    /// `MOTO_SERVER`, or the one `scripts/setup` installs.
+    pub fn server() -> io::Result<PathBuf> {
+        let path = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/moto_server"));
+        if path.exists() {
+            Ok(path)
+        } else {
+            let message = format!("{} not found: run `make setup` (or set MOTO_SERVER)", path.display());
+            Err(io::Error::new(io::ErrorKind::NotFound, message))
+        }
+    }
+
+    /// Starts the emulator on a free port and waits until it accepts connections.
+    pub fn start() -> io::Result<Self> {
+        let (server, port) = (Self::server()?, free_port()?);
+        let mut wrapper = Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"server="$1"; port="$2"; "$server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+                    moto=$!; read line; kill $moto; wait $moto"#,
+            )
+            .arg("eventbridge-local")
+            .arg(&server)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdin = wrapper.stdin.take();
+        let mut emulator = EventBridgeLocal { wrapper, stdin, port };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(emulator);
+            }
+            if let Some(status) = emulator.wrapper.try_wait()? {
+                return Err(io::Error::other(format!("moto_server exited ({status})")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        emulator.stop();
+        Err(io::Error::new(io::ErrorKind::TimedOut, "moto_server did not start within 30 s"))
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.wrapper.wait();
+    }
+}
+
+impl Drop for EventBridgeLocal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An EventBridge client for a local endpoint, on the functions' HTTP client, retries and
+/// timeouts, with dummy credentials.
+pub fn client(endpoint: &str) -> aws_sdk_eventbridge::Client {
+    let config = aws_sdk_eventbridge::Config::builder()
+        .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+        .http_client(payment_attempts::runtime::http_client())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "eventbridge-local"))
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(config)
+}
+
+fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .http_client(payment_attempts::runtime::http_client())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "sqs-local"))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// Creates the bus `name` and its archive, as the template declares them.
+pub async fn create_bus(endpoint: &str, spec: &EventsSpec, name: &str) -> Result<(), Error> {
+    let events = client(endpoint);
+    if events.describe_event_bus().name(name).send().await.is_ok() {
+        return Ok(());
+    }
+    let bus = events.create_event_bus().name(name).send().await?;
+    let arn = bus.event_bus_arn().ok_or("the emulator gave the bus no ARN")?;
+    events
+        .create_archive()
+        .archive_name(format!("{name}-archive"))
+        .event_source_arn(arn)
+        .retention_days(spec.archive_retention_days)
+        .event_pattern(source_pattern(spec))
+        .send()
+        .await?;
+    Ok(())
+}
+
+fn source_pattern(spec: &EventsSpec) -> String {
+    serde_json::json!({"source": [spec.source]}).to_string()
+}
+
+/// A queue subscribed to every event of the bus through a rule, as a consumer would be.
+pub struct Subscription {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl Subscription {
+    /// Subscribes a new queue named `name` to the bus `bus`.
+    pub async fn create(endpoint: &str, spec: &EventsSpec, bus: &str, name: &str) -> Result<Self, Error> {
+        let sqs = sqs_client(endpoint);
+        let queue_url = sqs.create_queue().queue_name(name).send().await?.queue_url.ok_or("no queue URL")?;
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?;
+        let queue_arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .ok_or("no queue ARN")?
+            .clone();
+        let events = client(endpoint);
+        events.put_rule().name(name).event_bus_name(bus).event_pattern(source_pattern(spec)).send().await?;
+        let target = Target::builder().id("queue").arn(queue_arn).build()?;
+        events.put_targets().rule(name).event_bus_name(bus).targets(target).send().await?;
+        Ok(Subscription { sqs, queue_url })
+    }
+
+    /// The events that arrived since the last call, in arrival order (removed from the queue).
+    pub async fn take(&self) -> Result<Vec<Delivered>, Error> {
+        let mut delivered = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
+                .send()
+                .await?;
+            let messages = out.messages();
+            if messages.is_empty() {
+                return Ok(delivered);
+            }
+            for message in messages {
+                let at_ms = message
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or_default();
+                let event = serde_json::from_str(message.body().unwrap_or_default())?;
+                delivered.push(Delivered { event, at_ms });
+                if let Some(receipt) = message.receipt_handle() {
+                    self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(receipt).send().await?;
+                }
+            }
+        }
+    }
+}
+
+/// An event as the subscribed queue received it.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub event: Value,
+    /// When the emulator delivered it to the queue (Unix milliseconds).
+    pub at_ms: u64,
+}
