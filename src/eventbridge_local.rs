@@ -1,5 +1,6 @@
 //! An EventBridge emulator on loopback, for local runs and tests: moto's server (from PyPI;
-//! `scripts/setup` installs it in `target/moto-venv`) on a free port, in memory. Here the
+//! `scripts/setup` installs it in `target/moto-venv`, `scripts/eventbridge-emulator` starts
+//! it) on a free port, in memory. Here the
 //! template's bus and archive are created, and subscriptions: an SQS queue behind a rule,
 //! which is how a consumer would see the events, read by tests and by `make dev`'s tail.
 
@@ -10,7 +11,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_eventbridge::config::{Credentials, Region};
+use std::sync::Arc;
+
 use aws_sdk_eventbridge::types::Target;
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use serde_json::Value;
 
 use crate::dynamodb_local::free_port;
@@ -27,30 +31,33 @@ pub struct EventBridgeLocal {
 }
 
 impl EventBridgeLocal {
-    /// `MOTO_SERVER`, or the one `scripts/setup` installs.
-    pub fn server() -> io::Result<PathBuf> {
-        let path = std::env::var_os("MOTO_SERVER")
+    /// The Python with moto: `MOTO_PYTHON`, or the venv `scripts/setup` makes.
+    pub fn python() -> io::Result<PathBuf> {
+        let path = std::env::var_os("MOTO_PYTHON")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/moto_server"));
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/python"));
         if path.exists() {
             Ok(path)
         } else {
-            let message = format!("{} not found: run `make setup` (or set MOTO_SERVER)", path.display());
+            let message = format!("{} not found: run `make setup` (or set MOTO_PYTHON)", path.display());
             Err(io::Error::new(io::ErrorKind::NotFound, message))
         }
     }
 
     /// Starts the emulator on a free port and waits until it accepts connections.
     pub fn start() -> io::Result<Self> {
-        let (server, port) = (Self::server()?, free_port()?);
+        let (python, port) = (Self::python()?, free_port()?);
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/eventbridge-emulator");
         let mut wrapper = Command::new("sh")
             .arg("-c")
             .arg(
-                r#"server="$1"; port="$2"; "$server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-                    moto=$!; read line; kill $moto; wait $moto"#,
+                r#"python="$1"; script="$2"; port="$3"
+                   "$python" "$script" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+                   moto=$!; read line; kill $moto; wait $moto"#,
             )
             .arg("eventbridge-local")
-            .arg(&server)
+            .arg(&python)
+            .arg(&script)
             .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -65,12 +72,12 @@ impl EventBridgeLocal {
                 return Ok(emulator);
             }
             if let Some(status) = emulator.wrapper.try_wait()? {
-                return Err(io::Error::other(format!("moto_server exited ({status})")));
+                return Err(io::Error::other(format!("the EventBridge emulator exited ({status})")));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         emulator.stop();
-        Err(io::Error::new(io::ErrorKind::TimedOut, "moto_server did not start within 30 s"))
+        Err(io::Error::new(io::ErrorKind::TimedOut, "the EventBridge emulator did not start within 30 s"))
     }
 
     pub fn endpoint(&self) -> String {
@@ -113,22 +120,33 @@ fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
-/// Creates the bus `name` and its archive, as the template declares them.
-pub async fn create_bus(endpoint: &str, spec: &EventsSpec, name: &str) -> Result<(), Error> {
+/// Whether a local bus keeps its events in an archive, as the template's does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archive {
+    Keep,
+    /// For tests that put thousands of events: moto's archive costs time in proportion to
+    /// the events it holds, for every event put (BENCHMARKS.md).
+    Skip,
+}
+
+/// Creates the bus `name`, and its archive as the template declares it.
+pub async fn create_bus(endpoint: &str, spec: &EventsSpec, name: &str, archive: Archive) -> Result<(), Error> {
     let events = client(endpoint);
     if events.describe_event_bus().name(name).send().await.is_ok() {
         return Ok(());
     }
     let bus = events.create_event_bus().name(name).send().await?;
     let arn = bus.event_bus_arn().ok_or("the emulator gave the bus no ARN")?;
-    events
-        .create_archive()
-        .archive_name(format!("{name}-archive"))
-        .event_source_arn(arn)
-        .retention_days(spec.archive_retention_days)
-        .event_pattern(source_pattern(spec))
-        .send()
-        .await?;
+    if archive == Archive::Keep {
+        events
+            .create_archive()
+            .archive_name(format!("{name}-archive"))
+            .event_source_arn(arn)
+            .retention_days(spec.archive_retention_days)
+            .event_pattern(source_pattern(spec))
+            .send()
+            .await?;
+    }
     Ok(())
 }
 
@@ -136,64 +154,92 @@ fn source_pattern(spec: &EventsSpec) -> String {
     serde_json::json!({"source": [spec.source]}).to_string()
 }
 
-/// A queue subscribed to every event of the bus through a rule, as a consumer would be.
+/// A queue subscribed to every event of the bus through a rule, and a consumer reading it as
+/// events arrive (moto's queue slows down with every message it holds, so it is kept short).
 pub struct Subscription {
+    queue: Arc<Queue>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+struct Queue {
     sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    url: String,
+    /// Every delivery read so far, in arrival order; held while reading, so that reads are
+    /// appended in the order they were taken.
+    delivered: tokio::sync::Mutex<Vec<Delivered>>,
 }
 
 impl Subscription {
-    /// Subscribes a new queue named `name` to the bus `bus`.
+    /// Subscribes a new queue named `name` to the bus `bus`, and starts reading it.
     pub async fn create(endpoint: &str, spec: &EventsSpec, bus: &str, name: &str) -> Result<Self, Error> {
         let sqs = sqs_client(endpoint);
-        let queue_url = sqs.create_queue().queue_name(name).send().await?.queue_url.ok_or("no queue URL")?;
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?;
-        let queue_arn = attributes
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-            .ok_or("no queue ARN")?
-            .clone();
+        let url = sqs.create_queue().queue_name(name).send().await?.queue_url.ok_or("no queue URL")?;
+        let arn_name = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+        let attributes = sqs.get_queue_attributes().queue_url(&url).attribute_names(arn_name.clone()).send().await?;
+        let queue_arn = attributes.attributes().and_then(|a| a.get(&arn_name)).ok_or("no queue ARN")?.clone();
         let events = client(endpoint);
         events.put_rule().name(name).event_bus_name(bus).event_pattern(source_pattern(spec)).send().await?;
         let target = Target::builder().id("queue").arn(queue_arn).build()?;
         events.put_targets().rule(name).event_bus_name(bus).targets(target).send().await?;
-        Ok(Subscription { sqs, queue_url })
-    }
-
-    /// The events that arrived since the last call, in arrival order (removed from the queue).
-    pub async fn take(&self) -> Result<Vec<Delivered>, Error> {
-        let mut delivered = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
-                .send()
-                .await?;
-            let messages = out.messages();
-            if messages.is_empty() {
-                return Ok(delivered);
-            }
-            for message in messages {
-                let at_ms = message
-                    .attributes()
-                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
-                    .and_then(|ms| ms.parse().ok())
-                    .unwrap_or_default();
-                let event = serde_json::from_str(message.body().unwrap_or_default())?;
-                delivered.push(Delivered { event, at_ms });
-                if let Some(receipt) = message.receipt_handle() {
-                    self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(receipt).send().await?;
+        let queue = Arc::new(Queue { sqs, url, delivered: Default::default() });
+        let reading = queue.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                let mut delivered = reading.delivered.lock().await;
+                let read = reading.read_once(&mut delivered).await;
+                drop(delivered);
+                if !matches!(read, Ok(n) if n > 0) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
+        });
+        Ok(Subscription { queue, reader })
+    }
+
+    /// Every event delivered so far, duplicates included, in arrival order.
+    pub async fn delivered(&self) -> Result<Vec<Delivered>, Error> {
+        let mut delivered = self.queue.delivered.lock().await;
+        while self.queue.read_once(&mut delivered).await? > 0 {}
+        Ok(delivered.clone())
+    }
+
+    /// The deliveries from the `from`th on, once they are read.
+    pub async fn delivered_since(&self, from: usize) -> Result<Vec<Delivered>, Error> {
+        Ok(self.delivered().await?.split_off(from))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Queue {
+    /// One receive of up to 10 messages, appended to `delivered` and deleted: how many.
+    async fn read_once(&self, delivered: &mut Vec<Delivered>) -> Result<usize, Error> {
+        let sent = aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp;
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(sent.clone())
+            .send()
+            .await?;
+        let mut deletes = Vec::new();
+        for (i, message) in out.messages().iter().enumerate() {
+            let at_ms = message.attributes().and_then(|a| a.get(&sent)).and_then(|ms| ms.parse().ok());
+            let event = serde_json::from_str(message.body().unwrap_or_default())?;
+            delivered.push(Delivered { event, at_ms: at_ms.unwrap_or_default() });
+            let receipt = message.receipt_handle().unwrap_or_default();
+            deletes.push(DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(receipt).build()?);
         }
+        let read = deletes.len();
+        if read > 0 {
+            self.sqs.delete_message_batch().queue_url(&self.url).set_entries(Some(deletes)).send().await?;
+        }
+        Ok(read)
     }
 }
 

@@ -1,16 +1,22 @@
 //! Load over loopback: concurrent clients create attempts through the local HTTP server and
 //! settle every other one, while the summarizer counts them from the stream (as the local
-//! server runs it); then a full page walk finds each attempt exactly once, and once the
-//! summarizer has caught up the summary equals the walk's totals. Bounded in count and time;
-//! prints throughput and latency percentiles. `LOAD_REQUESTS` (creates) and `LOAD_CLIENTS`
+//! server runs it); then a full page walk finds each attempt exactly once, once the
+//! summarizer has caught up the summary equals the walk's totals, and once the publisher has
+//! taken the stream every acknowledged change has its event. Bounded in count and time;
+//! prints throughput and latency percentiles, and events per PutEvents call. A second test
+//! writes at a steady rate with the publisher polling, and prints the publish lag.
+//!
+//! The publisher does not run during the load: moto's EventBridge takes about 10 ms per event
+//! (rule and archive), near 100 events a second on one core, which would measure the emulator. `LOAD_REQUESTS` (creates) and `LOAD_CLIENTS`
 //! change its size (`make load`).
 
 // The load test uses only part of the harness that the integration tests share.
 #[allow(dead_code)]
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -41,6 +47,10 @@ async fn concurrent_creates_over_loopback_are_each_stored_once() {
             .unwrap(),
     );
     let summarizer = mapping.clone().spawn(Duration::from_millis(250));
+    // The publisher too, through a proxy that counts its PutEvents calls.
+    let proxy = common::proxy::FaultProxy::start(&common::events::events_endpoint()).await;
+    let events = svc.events_through(&common::engine_endpoint(), proxy.endpoint()).await;
+    let publisher = events.mapping.clone().spawn(Duration::from_millis(250));
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let auth = common::bearer("org_load");
 
@@ -51,6 +61,9 @@ async fn concurrent_creates_over_loopback_are_each_stored_once() {
             let count = requests / clients + usize::from(c < requests % clients);
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(count);
+                // Each acknowledged change: its event's id, and when the answer came (Unix ms).
+                let mut acks = Vec::with_capacity(count * 2);
+                let now_ms = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
                 let send = |request: hyper::Request<Full<Bytes>>, expected: u16| {
                     let client = client.clone();
                     async move {
@@ -77,8 +90,9 @@ async fn concurrent_creates_over_loopback_are_each_stored_once() {
                         .unwrap();
                     let (latency, text) = send(request, 201).await;
                     latencies.push(latency);
+                    let created: Value = serde_json::from_str(&text).unwrap();
+                    acks.push((format!("{}.v1", created["id"].as_str().unwrap()), now_ms()));
                     if i % 2 == 0 {
-                        let created: Value = serde_json::from_str(&text).unwrap();
                         let to = if i % 4 == 0 { "succeeded" } else { "released" };
                         let request = hyper::Request::post(format!(
                             "{base}/v1/payments/attempts/{}",
@@ -89,15 +103,19 @@ async fn concurrent_creates_over_loopback_are_each_stored_once() {
                         .body(Full::new(Bytes::from(format!(r#"{{"status": "{to}"}}"#))))
                         .unwrap();
                         latencies.push(send(request, 200).await.0);
+                        acks.push((format!("{}.v2", created["id"].as_str().unwrap()), now_ms()));
                     }
                 }
-                latencies
+                (latencies, acks)
             })
         })
         .collect();
     let mut latencies = Vec::with_capacity(requests);
+    let mut acks = HashMap::new();
     for task in tasks {
-        latencies.extend(task.await.unwrap());
+        let (task_latencies, task_acks) = task.await.unwrap();
+        latencies.extend(task_latencies);
+        acks.extend(task_acks);
     }
     let elapsed = started.elapsed();
     latencies.sort();
@@ -142,6 +160,24 @@ async fn concurrent_creates_over_loopback_are_each_stored_once() {
     let settles = latencies.len() - requests;
     assert_eq!((walked.get(Status::Succeeded).count + walked.get(Status::Released).count) as usize, settles);
     server.abort();
+
+    // Every acknowledged change has its event, once by id.
+    let publishing = Instant::now();
+    publisher.abort();
+    events.publish().await;
+    let publishing = publishing.elapsed();
+    let delivered = events.delivered().await;
+    let by_id = common::events::deduplicated(&delivered);
+    assert_eq!(by_id.len(), acks.len(), "one event per acknowledged change");
+    assert!(by_id.keys().all(|id| acks.contains_key(id)), "no event for a change nobody made");
+    let calls = proxy.forwarded("PutEvents");
+    println!(
+        "events: {} changes published ({} deliveries) in {calls} PutEvents calls, {:.2} events per call; {:.1} s after the load to catch up",
+        by_id.len(),
+        delivered.len(),
+        delivered.len() as f64 / calls as f64,
+        publishing.as_secs_f64()
+    );
     println!(
         "load: {requests} creates and {} settles from {clients} clients in {:.2} s: {:.0} writes/s, latency p50 {:?} p99 {:?} max {:?}; page walk found {} attempts, each once; summary equals the walk, {} ms after the load to catch up",
         settles,
@@ -152,5 +188,47 @@ async fn concurrent_creates_over_loopback_are_each_stored_once() {
         latencies.last().unwrap(),
         seen.len(),
         caught_up.as_millis()
+    );
+}
+
+/// Writes at a steady rate (`LAG_WRITES_PER_SECOND`, default 20, for `LAG_SECONDS`, default
+/// 10) while the publisher polls the stream every 250 ms, as the local server runs it; prints
+/// the lag from each acknowledgement to the event's delivery to the subscribed queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_is_published_and_the_lag_is_reported() {
+    let (rate, seconds) = (env_or("LAG_WRITES_PER_SECOND", 20), env_or("LAG_SECONDS", 10));
+    let svc = common::service().await;
+    let events = svc.events().await;
+    let publisher = events.mapping.clone().spawn(Duration::from_millis(250));
+    let now_ms = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut acks = HashMap::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate as u32);
+    for i in 0..rate * seconds {
+        ticks.tick().await;
+        let attempt = svc.record("org_lag", &common::attempt_body(None, &format!("0.{i:03}"))).await;
+        acks.insert(format!("{}.v1", attempt["id"].as_str().unwrap()), now_ms());
+    }
+    // Whatever is still on its way, then the rest.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    publisher.abort();
+    events.publish().await;
+    let delivered = events.delivered().await;
+    assert_eq!(common::events::deduplicated(&delivered).len(), acks.len(), "one event per acknowledged change");
+    let mut lags: Vec<u64> = Vec::new();
+    let mut first = std::collections::HashSet::new();
+    for delivery in &delivered {
+        let id = delivery.event["detail"]["id"].as_str().unwrap().to_owned();
+        if first.insert(id.clone()) {
+            lags.push(delivery.at_ms.saturating_sub(acks[&id]));
+        }
+    }
+    lags.sort_unstable();
+    let lag = |p: f64| lags[((lags.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    println!(
+        "publish lag: {} changes at {rate}/s, acknowledgement to delivery p50 {} ms, p99 {} ms, max {} ms (stream polled every 250 ms)",
+        lags.len(),
+        lag(0.50),
+        lag(0.99),
+        lags.last().unwrap()
     );
 }

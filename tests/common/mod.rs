@@ -2,6 +2,7 @@
 //! table per test created from `template.yaml`, and requests sent the way API Gateway sends
 //! them, through the same handlers the Lambdas run.
 
+pub mod events;
 pub mod proxy;
 
 use std::path::Path;
@@ -14,9 +15,8 @@ use hyper::HeaderMap;
 use payment_attempts::runtime::Settings;
 use payment_attempts::AttemptStore;
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
-use payment_attempts_local::eventbridge_local::{self, Delivered, EventBridgeLocal, Subscription};
 use payment_attempts_local::local_api::{GatewayRequest, LocalApi};
-use payment_attempts_local::stream_mapping::{StreamFunction, StreamMapping};
+use payment_attempts_local::stream_mapping::StreamMapping;
 use payment_attempts_local::template::Template;
 use payment_attempts_local::token;
 use serde_json::{json, Value};
@@ -32,53 +32,6 @@ pub fn engine_endpoint() -> String {
     static ENGINE: OnceLock<Mutex<DynamoDbLocal>> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| Mutex::new(DynamoDbLocal::start().expect("DynamoDB Local starts")));
     engine.lock().map(|e| e.endpoint()).unwrap_or_else(|e| e.into_inner().endpoint())
-}
-
-/// The EventBridge emulator shared by the tests of one binary; it dies with the test process.
-pub fn events_endpoint() -> String {
-    static EMULATOR: OnceLock<Mutex<EventBridgeLocal>> = OnceLock::new();
-    let emulator = EMULATOR.get_or_init(|| Mutex::new(EventBridgeLocal::start().expect("moto_server starts")));
-    emulator.lock().map(|e| e.endpoint()).unwrap_or_else(|e| e.into_inner().endpoint())
-}
-
-/// A service's events: the publisher on its table's stream, putting on a bus of the
-/// service's own, and a queue subscribed to the bus through a rule.
-pub struct Events {
-    pub mapping: StreamMapping,
-    pub subscription: Subscription,
-    publisher: std::sync::Arc<publisher::Publisher>,
-    /// The table's engine (or a proxy before it) and name, for a mapping that reads again.
-    dynamodb: String,
-    table: String,
-    /// Every delivery so far, duplicates included, in arrival order.
-    delivered: tokio::sync::Mutex<Vec<Delivered>>,
-}
-
-impl Events {
-    /// Publishes every change written so far, as Lambda's mapping would within about a
-    /// second; returns how many stream records it delivered.
-    pub async fn publish(&self) -> usize {
-        self.mapping.drain().await.expect("the publisher takes the stream")
-    }
-
-    /// Publishes the whole stream again from its start, as Lambda delivers batches again after
-    /// a function error: every change so far, a second time.
-    pub async fn publish_again(&self) -> usize {
-        let function = StreamFunction::Publisher(self.publisher.clone());
-        let again = StreamMapping::to(&template(), &self.dynamodb, &self.table, function).await;
-        again.expect("the table has a stream").drain().await.expect("the publisher takes the stream")
-    }
-
-    pub fn publisher(&self) -> &publisher::Publisher {
-        &self.publisher
-    }
-
-    /// Every event the subscription received so far, duplicates included, in arrival order.
-    pub async fn delivered(&self) -> Vec<Delivered> {
-        let mut delivered = self.delivered.lock().await;
-        delivered.extend(self.subscription.take().await.expect("the subscription's queue reads"));
-        delivered.clone()
-    }
 }
 
 pub struct Service {
@@ -209,30 +162,6 @@ impl Service {
     /// within about a second; returns how many stream records it delivered.
     pub async fn summarize(&self) -> usize {
         self.mapping.drain().await.expect("the summarizer counts the stream")
-    }
-
-    /// The service's events, its publisher putting through `endpoint` (the emulator, or a
-    /// proxy before it) onto a bus of its own in the shared emulator.
-    pub async fn events_through(&self, dynamodb: &str, endpoint: &str) -> Events {
-        let template = template();
-        let bus = format!("{}-bus", self.table);
-        let emulator = events_endpoint();
-        eventbridge_local::create_bus(&emulator, &template.events, &bus).await.expect("the bus is created");
-        let subscription = Subscription::create(&emulator, &template.events, &bus, &format!("{}-sub", self.table))
-            .await
-            .expect("a queue is subscribed");
-        let client = eventbridge_local::client(endpoint);
-        let publisher = std::sync::Arc::new(publisher::Publisher::new(client, &bus, &template.events.source));
-        let function = StreamFunction::Publisher(publisher.clone());
-        let mapping =
-            StreamMapping::to(&template, dynamodb, &self.table, function).await.expect("the table has a stream");
-        let (dynamodb, table) = (dynamodb.to_owned(), self.table.clone());
-        Events { mapping, subscription, publisher, dynamodb, table, delivered: Default::default() }
-    }
-
-    /// The service's events, straight to the emulator.
-    pub async fn events(&self) -> Events {
-        self.events_through(&engine_endpoint(), &events_endpoint()).await
     }
 
     /// Every item in the table, for tests that check nothing was written (Scan: tests only).

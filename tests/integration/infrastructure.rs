@@ -103,8 +103,10 @@ fn only_trusted_writers_and_named_administrators_may_send_commands() {
             &["RecordAttemptWorkerFunctionRole", "QueueAdministratorRoleArns"],
         ),
         ("SummarizerFailureQueue", "OnlyTheSummarizerSends", &["SummarizerFunctionRole"]),
+        ("PublisherFailureQueue", "OnlyThePublisherSends", &["PublisherFunctionRole"]),
     ];
-    assert_eq!(policies.len(), expected.len());
+    // The webhook's dead-letter queue allows only its rule to send (checked below).
+    assert_eq!(policies.len(), expected.len() + 1);
     for (queue, sid, senders) in expected {
         let (_, policy) = policies.iter().find(|(_, p)| p["Properties"]["Queues"][0].as_str() == Some(queue)).unwrap();
         let statements = policy["Properties"]["PolicyDocument"]["Statement"].as_vec().unwrap();
@@ -118,6 +120,79 @@ fn only_trusted_writers_and_named_administrators_may_send_commands() {
         let tls = statements.iter().find(|s| s["Sid"].as_str() == Some("TlsOnly")).unwrap();
         assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"].as_str(), Some("false"), "{queue}");
     }
+    let (_, webhook) = policies
+        .iter()
+        .find(|(_, p)| p["Properties"]["Queues"][0].as_str() == Some("WebhookDeadLetterQueue"))
+        .expect("the webhook's dead-letter queue has a policy");
+    let statements = webhook["Properties"]["PolicyDocument"]["Statement"].as_vec().unwrap();
+    let send = statements.iter().find(|s| s["Effect"].as_str() == Some("Allow")).unwrap();
+    assert_eq!(send["Principal"]["Service"].as_str(), Some("events.amazonaws.com"));
+    assert_eq!(send["Condition"]["ArnEquals"]["aws:SourceArn"].as_str(), Some("WebhookRule.Arn"));
+}
+
+/// The publisher puts on the stack's bus with the source the parameters name; the archive
+/// keeps that source's events for the days a parameter says; the webhook is optional, with
+/// EventBridge's retries and a dead-letter queue.
+#[test]
+fn events_go_to_the_stacks_bus_its_archive_and_the_optional_webhook() {
+    let resources = resources();
+    let get = |name: &str| resources[&Yaml::String(name.to_owned())].clone();
+    let variables = &get("PublisherFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        (variables["EVENT_BUS_NAME"].as_str(), variables["EVENT_SOURCE"].as_str()),
+        (Some("EventBus"), Some("EventSource"))
+    );
+    assert_eq!(get("EventBus")["Properties"]["Name"].as_str(), Some("EventBusName"));
+    let archive = &get("EventArchive")["Properties"];
+    assert_eq!(archive["SourceArn"].as_str(), Some("EventBus.Arn"));
+    assert_eq!(archive["RetentionDays"].as_str(), Some("EventArchiveRetentionDays"));
+    assert_eq!(archive["EventPattern"]["source"][0].as_str(), Some("EventSource"));
+    let events = common::template().events;
+    assert_eq!((events.archive_retention_days, events.source.as_str()), (30, "payments.attempts"));
+    for optional in ["WebhookConnection", "WebhookDestination", "WebhookRule", "WebhookRole", "WebhookDeadLetterQueue"]
+    {
+        assert_eq!(get(optional)["Condition"].as_str(), Some("HasWebhook"), "{optional}");
+    }
+    let target = &get("WebhookRule")["Properties"]["Targets"][0];
+    assert_eq!(target["DeadLetterConfig"]["Arn"].as_str(), Some("WebhookDeadLetterQueue.Arn"));
+    assert_eq!(target["RetryPolicy"]["MaximumEventAgeInSeconds"].as_i64(), Some(86400));
+}
+
+/// YAML as JSON, for comparing schemas written in either.
+fn json_of(yaml: &Yaml) -> serde_json::Value {
+    use serde_json::Value;
+    match yaml {
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Integer(n) => Value::from(*n),
+        Yaml::Real(r) => r.parse::<f64>().map_or(Value::Null, Value::from),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(json_of).collect()),
+        Yaml::Hash(hash) => Value::Object(
+            hash.iter().map(|(k, v)| (k.as_str().map(str::to_owned).unwrap_or_default(), json_of(v))).collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// The event schema's definitions of the attempt are openapi.yaml's, so that an event's
+/// `detail.attempt` and retrieve's answer cannot drift apart.
+#[test]
+fn the_event_schema_shows_the_attempt_as_the_api_does() {
+    let text = std::fs::read_to_string(format!("{ROOT}/openapi.yaml")).unwrap();
+    let api = YamlLoader::load_from_str(&text).unwrap();
+    let schemas = &api[0]["components"]["schemas"];
+    let text = std::fs::read_to_string(format!("{ROOT}/schemas/payment_attempt_event.json")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let defs = event["$defs"].as_object().unwrap();
+    assert!(defs.contains_key("PaymentAttempt") && defs.len() > 5, "{:?}", defs.keys());
+    for (name, def) in defs.iter().filter(|(name, _)| *name != "Detail") {
+        let api = json_of(&schemas[name.as_str()]).to_string().replace("#/components/schemas/", "#/$defs/");
+        let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+        assert_eq!(def, &api, "{name}: as openapi.yaml has it");
+    }
+    let types = &event["properties"]["detail-type"]["enum"];
+    let words: Vec<&str> = payment_attempts::attempt_event::EventType::ALL.iter().map(|t| t.as_str()).collect();
+    assert_eq!(types, &serde_json::json!(words));
 }
 
 #[test]
@@ -127,7 +202,7 @@ fn every_function_is_traced_and_logs_to_a_group_with_retention() {
     assert_eq!(docs[0]["Globals"]["Function"]["Tracing"].as_str(), Some("Active"));
     let resources = resources();
     let functions = of_type(&resources, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 5);
+    assert_eq!(functions.len(), 6);
     for (name, function) in &functions {
         let group = function["Properties"]["LoggingConfig"]["LogGroup"].as_str().unwrap_or_default();
         let group = &resources[&Yaml::String(group.to_owned())];
@@ -152,6 +227,9 @@ fn the_alarms_have_runbooks_and_notify_the_topic() {
             "Api5xxRateAlarm",
             "DeadLetterQueueNotEmptyAlarm",
             "DynamoDbThrottlesAlarm",
+            "EventsBehindAlarm",
+            "EventsIncompleteAlarm",
+            "PublisherFailuresAlarm",
             "SummariesBehindAlarm",
             "SummariesIncompleteAlarm",
             "SummarizerFailuresAlarm",

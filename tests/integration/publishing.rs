@@ -4,47 +4,12 @@
 //! against `schemas/payment_attempt_event.json`.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use payment_attempts_local::eventbridge_local::Delivered;
 use serde_json::{json, Value};
 
+use crate::common::events::deduplicated;
 use crate::common::proxy::{Fault, FaultProxy};
 use crate::common::{self, attempt_body, service, Service, ROOT};
-
-fn schema() -> &'static jsonschema::Validator {
-    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let text = std::fs::read_to_string(std::path::Path::new(ROOT).join("schemas/payment_attempt_event.json"));
-        let schema: Value = serde_json::from_str(&text.expect("the schema reads")).expect("the schema is JSON");
-        jsonschema::validator_for(&schema).expect("the schema compiles")
-    })
-}
-
-/// The events as a consumer keeps them: by `detail.id`, each valid against the schema. A
-/// change delivered twice carries the same detail both times, and one attempt's changes
-/// first arrive in version order.
-pub fn deduplicated(delivered: &[Delivered]) -> BTreeMap<String, Value> {
-    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
-    let mut latest: BTreeMap<String, u64> = BTreeMap::new();
-    for Delivered { event, .. } in delivered {
-        if let Err(error) = schema().validate(event) {
-            panic!("an event the schema refuses ({error} at {}): {event}", error.instance_path());
-        }
-        let detail = &event["detail"];
-        let id = detail["id"].as_str().expect("detail.id").to_owned();
-        assert_eq!(event["detail-type"], detail["type"], "{event}");
-        if let Some(first) = by_id.get(&id) {
-            assert_eq!(first, detail, "a change published twice differs");
-            continue;
-        }
-        let (attempt, version) = (detail["attempt"]["id"].as_str().unwrap(), detail["version"].as_u64().unwrap());
-        let before = latest.insert(attempt.to_owned(), version);
-        assert_eq!(before.map_or(1, |v| v + 1), version, "{attempt}: versions first arrive in order, none skipped");
-        by_id.insert(id, detail.clone());
-    }
-    by_id
-}
 
 /// The attempt as retrieve shows it, without its history: what its event at this version
 /// carries.
@@ -133,7 +98,7 @@ async fn every_change_is_published_once_by_id_as_retrieve_showed_it() {
 #[tokio::test]
 async fn refused_entries_failed_calls_and_lost_answers_still_publish_every_change() {
     let svc = service().await;
-    let proxy = FaultProxy::start(&common::events_endpoint()).await;
+    let proxy = FaultProxy::start(&common::events::events_endpoint()).await;
     let events = svc.events_through(&common::engine_endpoint(), proxy.endpoint()).await;
     let mut expected = Expected::new();
     let mut ids = Vec::new();
