@@ -58,6 +58,12 @@ impl Service {
     /// The service's events, its publisher putting through `endpoint` (the emulator, or a
     /// proxy before it) onto a bus of its own in the shared emulator.
     pub async fn events_through(&self, dynamodb: &str, endpoint: &str) -> Events {
+        self.events_with_client(dynamodb, eventbridge_local::client(endpoint)).await
+    }
+
+    /// The service's events, its publisher reading the stream at `dynamodb` (the engine or a
+    /// proxy) and putting through `client`.
+    pub async fn events_with_client(&self, dynamodb: &str, client: aws_sdk_eventbridge::Client) -> Events {
         let template = template();
         let bus = format!("{}-bus", self.table);
         let emulator = events_endpoint();
@@ -67,7 +73,6 @@ impl Service {
         let subscription = Subscription::create(&emulator, &template.events, &bus, &format!("{}-sub", self.table))
             .await
             .expect("a queue is subscribed");
-        let client = eventbridge_local::client(endpoint);
         let publisher = std::sync::Arc::new(publisher::Publisher::new(client, &bus, &template.events.source));
         let function = StreamFunction::Publisher(publisher.clone());
         let mapping =
@@ -95,24 +100,36 @@ fn schema() -> &'static jsonschema::Validator {
 /// The events as a consumer keeps them: by `detail.id`, each valid against the schema. A
 /// change delivered twice carries the same detail both times, and one attempt's changes
 /// first arrive in version order.
-pub fn deduplicated(delivered: &[Delivered]) -> BTreeMap<String, Value> {
+pub fn try_deduplicated(delivered: &[Delivered]) -> Result<BTreeMap<String, Value>, String> {
     let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
     let mut latest: BTreeMap<String, u64> = BTreeMap::new();
     for Delivered { event, .. } in delivered {
         if let Err(error) = schema().validate(event) {
-            panic!("an event the schema refuses ({error} at {}): {event}", error.instance_path());
+            return Err(format!("an event the schema refuses ({error} at {}): {event}", error.instance_path()));
         }
         let detail = &event["detail"];
-        let id = detail["id"].as_str().expect("detail.id").to_owned();
-        assert_eq!(event["detail-type"], detail["type"], "{event}");
+        // The schema holds these.
+        let id = detail["id"].as_str().unwrap_or_default().to_owned();
+        let (attempt, version) = (detail["attempt"]["id"].as_str().unwrap_or_default(), detail["version"].as_u64());
+        if event["detail-type"] != detail["type"] {
+            return Err(format!("detail-type and detail.type differ: {event}"));
+        }
         if let Some(first) = by_id.get(&id) {
-            assert_eq!(first, detail, "a change published twice differs");
+            if first != detail {
+                return Err(format!("{id} published twice, differently: {first} and {detail}"));
+            }
             continue;
         }
-        let (attempt, version) = (detail["attempt"]["id"].as_str().unwrap(), detail["version"].as_u64().unwrap());
-        let before = latest.insert(attempt.to_owned(), version);
-        assert_eq!(before.map_or(1, |v| v + 1), version, "{attempt}: versions first arrive in order, none skipped");
+        let before = latest.insert(attempt.to_owned(), version.unwrap_or_default());
+        if Some(before.map_or(1, |v| v + 1)) != version {
+            return Err(format!("{id} first arrived after version {before:?} of its attempt"));
+        }
         by_id.insert(id, detail.clone());
     }
-    by_id
+    Ok(by_id)
+}
+
+/// [`try_deduplicated`], for tests that stop at the first problem.
+pub fn deduplicated(delivered: &[Delivered]) -> BTreeMap<String, Value> {
+    try_deduplicated(delivered).unwrap_or_else(|problem| panic!("{problem}"))
 }

@@ -1,7 +1,9 @@
 //! The checker: the history against what is stored.
 
 use super::*;
+use crate::common::events::try_deduplicated;
 use history::{is_final, Op, Reply, Route, Write};
+use payment_attempts_local::eventbridge_local::Delivered;
 
 /// Every stored attempt of the organization, whole (retrieve), by id, from a page walk.
 pub async fn walk(svc: &Service) -> BTreeMap<String, Value> {
@@ -172,4 +174,43 @@ pub fn created_differently(answered: &Value, stored: &Value) -> Option<String> {
     }
     let first = |a: &Value| a["status_history"][0].clone();
     (first(answered) != first(stored)).then(|| format!("first status change: {} vs {}", first(answered), first(stored)))
+}
+
+/// Every stored change against the events delivered: each version of each attempt once by id
+/// (after deduplication, which checks the schema, that duplicates agree, and version order),
+/// as the attempt was at that version, and no event for a change that is not stored.
+pub fn check_events(stored: &BTreeMap<String, Value>, delivered: &[Delivered]) -> Vec<String> {
+    let published = match try_deduplicated(delivered) {
+        Ok(published) => published,
+        Err(problem) => return vec![format!("events: {problem}")],
+    };
+    let mut violations = Vec::new();
+    let mut expected = std::collections::HashSet::new();
+    for (id, attempt) in stored {
+        let history = attempt["status_history"].as_array().cloned().unwrap_or_default();
+        for (i, change) in history.iter().enumerate() {
+            let event_id = format!("{id}.v{}", i + 1);
+            let Some(detail) = published.get(&event_id) else {
+                violations.push(format!("{event_id}: a stored change without its event"));
+                continue;
+            };
+            let previous = if i == 0 { Value::Null } else { history[i - 1]["status"].clone() };
+            let shown = (&detail["attempt"]["status"], &detail["previous_status"], &detail["changed_at"]);
+            if shown != (&change["status"], &previous, &change["changed_at"]) {
+                violations.push(format!("{event_id}: the event shows {shown:?}, the history {change}"));
+            }
+            if i + 1 == history.len() {
+                let mut row = attempt.clone();
+                row.as_object_mut().map(|fields| fields.remove("status_history"));
+                if detail["attempt"] != row {
+                    violations.push(format!("{event_id}: the event shows {}, retrieve {row}", detail["attempt"]));
+                }
+            }
+            expected.insert(event_id);
+        }
+    }
+    for id in published.keys().filter(|id| !expected.contains(*id)) {
+        violations.push(format!("{id}: an event for a change that is not stored"));
+    }
+    violations
 }

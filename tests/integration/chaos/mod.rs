@@ -14,6 +14,10 @@
 //! - no final answer contradicts what is stored (a refused write is not there);
 //! - a settle is applied at most once, and one refused by a competing settle never applies;
 //! - the summaries equal the page walk once the stream drains;
+//! - every stored change has its event on the bus, once by id after deduplication, in
+//!   version order, as the attempt was at that version (the publisher reads the stream
+//!   through the faults, and a second proxy faults its PutEvents calls at the same rate:
+//!   answers held or dropped, delays, errors, and entries refused one by one);
 //! - no 5xx but 503 (with `Retry-After`).
 //!
 //! `CHAOS_SEED`, `CHAOS_FAULT_RATE` (0.4), `CHAOS_CRASH_RATE` (0.05), `CHAOS_CLIENTS` (8) and
@@ -44,7 +48,7 @@ use payment_attempts_local::stream_mapping::StreamMapping;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use check::{check, walk};
+use check::{check, check_events, walk};
 use clients::{next_op, run};
 use history::{created_pending, Op, Route, Write};
 
@@ -104,8 +108,13 @@ async fn a_randomized_fault_campaign_finds_no_violation() {
         StreamMapping::new(&common::template(), proxy.endpoint(), &svc.table, svc.store.clone()).await.unwrap(),
     );
     proxy.chaos(config.seed, config.fault_rate, TRY_TIMEOUT + Duration::from_millis(200));
-    // The summarizer runs all along, through the faults, as Lambda's mapping would.
+    // The summarizer runs all along, through the faults, as Lambda's mapping would; so does
+    // the publisher, its PutEvents faulted too.
     let summarizer = mapping.clone().spawn(Duration::from_millis(250));
+    let events_proxy = FaultProxy::start(&common::events::events_endpoint()).await;
+    let events = svc.events_with_client(proxy.endpoint(), campaign_events_client(events_proxy.endpoint())).await;
+    events_proxy.chaos(config.seed.wrapping_add(1), config.fault_rate, TRY_TIMEOUT + Duration::from_millis(200));
+    let publisher = events.mapping.clone().spawn(Duration::from_millis(250));
     let world = Arc::new(Mutex::new(World::default()));
     let started = Instant::now();
     let clients: Vec<_> = (0..config.clients)
@@ -136,9 +145,12 @@ async fn a_randomized_fault_campaign_finds_no_violation() {
     let ran_for = started.elapsed();
     // The faults stop; let every write still on its way land, and the stream drain.
     proxy.heal();
+    events_proxy.heal();
     tokio::time::sleep(Duration::from_secs(3)).await;
     summarizer.abort();
+    publisher.abort();
     while mapping.drain().await.unwrap() > 0 {}
+    while events.publish().await > 0 {}
 
     let world = std::mem::take(&mut *world.lock().unwrap());
     // A batch that failed through all its retries is parked, as on Lambda: the recount is the
@@ -149,8 +161,11 @@ async fn a_randomized_fault_campaign_finds_no_violation() {
         println!("chaos: {parked} stream records parked; a recount caught up {} attempts", recount.caught_up);
     }
     let stored = walk(&svc).await;
-    let violations = check(&world.history, &stored, &svc).await;
+    let mut violations = check(&world.history, &stored, &svc).await;
+    let delivered = events.delivered().await;
+    violations.extend(check_events(&stored, &delivered));
     let faults = proxy.chaos_counts();
+    let event_faults = events_proxy.chaos_counts();
     let (creates, settles) = world.history.iter().fold((0, 0), |(c, s), op| match op.write {
         Write::Create => (c + 1, s),
         Write::Settle { .. } => (c, s + 1),
@@ -172,12 +187,31 @@ async fn a_randomized_fault_campaign_finds_no_violation() {
         stored.len()
     );
     println!("chaos: {} faults injected: {faults:?}", faults.values().sum::<usize>());
+    println!(
+        "chaos: {} events delivered for {} changes; {} PutEvents faults injected: {event_faults:?}; {} stream records parked from the publisher",
+        delivered.len(),
+        stored.values().map(|a| a["status_history"].as_array().map_or(0, Vec::len)).sum::<usize>(),
+        event_faults.values().sum::<usize>(),
+        events.mapping.parked()
+    );
     println!("chaos: {} violations (seed {})", violations.len(), config.seed);
     for violation in &violations {
         println!("  violation: {violation}");
     }
     assert!(violations.is_empty(), "{} violations; rerun with CHAOS_SEED={}", violations.len(), config.seed);
     assert!(faults.values().sum::<usize>() > 0 || config.fault_rate == 0.0, "no fault was injected");
+}
+
+/// The publisher's EventBridge client, with the campaign's short tries.
+fn campaign_events_client(endpoint: &str) -> aws_sdk_eventbridge::Client {
+    let local = payment_attempts_local::eventbridge_local::client(endpoint);
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(TRY_TIMEOUT)
+        .operation_timeout(TRY_TIMEOUT * 3 + Duration::from_millis(300))
+        .build();
+    let config = local.config().to_builder().timeout_config(timeouts).build();
+    aws_sdk_eventbridge::Client::from_conf(config)
 }
 
 /// The production client's shape, with short tries so that a run covers many faults: a held
