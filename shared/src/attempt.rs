@@ -176,6 +176,28 @@ impl Attempt {
     pub fn changed_by(&self, token: &RequestToken) -> bool {
         self.status_history.iter().any(|change| change.written_by.as_ref() == Some(token))
     }
+
+    /// The attempt as it was after its `version`th change (1: as recorded), rebuilt from its
+    /// history: each change is one version, and only a change's own fields move (status and
+    /// its details, the receipt it sent, `updated_at`; `error_message` belongs to a failed
+    /// attempt, which is always the last version). `None` past the current version.
+    pub fn at_version(&self, version: u64) -> Option<Attempt> {
+        let changes = usize::try_from(version).ok().filter(|&n| n >= 1 && n <= self.status_history.len())?;
+        if changes == self.status_history.len() {
+            return Some(self.clone());
+        }
+        let history = &self.status_history[..changes];
+        let last = history.last()?;
+        let mut then = self.clone();
+        then.status = last.status;
+        then.status_details = last.details();
+        then.receipt = history.iter().rev().find_map(|change| change.receipt.clone())?;
+        then.error_message = None;
+        then.updated_at = last.changed_at;
+        then.version = version;
+        then.status_history = history.to_vec();
+        Some(then)
+    }
 }
 
 /// How much of an attempt a response shows.
@@ -274,5 +296,27 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         assert!(Status::parse("PENDING").is_err());
+    }
+
+    #[test]
+    fn an_attempt_at_each_version_is_as_it_was_then() {
+        use crate::command::{NewAttempt, StatusUpdate};
+        let shown = |a: &Attempt| (serde_json::to_value(a.view(View::Full)).unwrap(), a.version);
+        let body = br#"{"capability": "c", "operation": "o", "amount_usd": 1, "target_url": "https://x.example/", "receipt": {"quote": 1}}"#;
+        let org = crate::OrganizationId::parse("org_acme").unwrap();
+        let settles: [&[u8]; 3] = [
+            br#"{"status": "succeeded", "receipt": {"tx": "0x1"}, "status_details": {"reason": "paid"}}"#,
+            br#"{"status": "failed", "error_message": "declined"}"#,
+            br#"{"status": "released"}"#,
+        ];
+        for settle in settles {
+            let created = NewAttempt::from_json(body).unwrap().into_attempt(org.clone(), Timestamp::now());
+            let update = StatusUpdate::from_json(settle).unwrap();
+            let settled = update.apply(&created, Timestamp::now(), &RequestToken::new()).unwrap();
+            assert_eq!(shown(&settled.at_version(1).unwrap()), shown(&created));
+            assert_eq!(shown(&settled.at_version(2).unwrap()), shown(&settled));
+            assert!(settled.at_version(0).is_none() && settled.at_version(3).is_none());
+            assert_eq!(shown(&created.at_version(1).unwrap()), shown(&created));
+        }
     }
 }

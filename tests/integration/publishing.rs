@@ -156,3 +156,37 @@ async fn the_stream_event_file_publishes_its_two_changes_each_time_it_is_deliver
     assert_eq!(types, [created_then_succeeded, created_then_succeeded].concat());
     assert_eq!(deduplicated(&delivered).len(), 2);
 }
+
+/// What an operator runs after `PublisherFailuresAlarm`: every change of the organization's
+/// attempts published again from the table, each version rebuilt from the attempt's history,
+/// with the ids and content the stream's events have.
+#[tokio::test]
+async fn republishing_from_the_table_gives_the_events_the_stream_gives() {
+    let svc = service().await;
+    let events = svc.events().await;
+    let mut expected = Expected::new();
+    for i in 0..8 {
+        let id = create(&svc, &attempt_body(None, &format!("0.3{i}")), &mut expected).await;
+        let body = match i % 4 {
+            0 => json!({"status": "succeeded", "receipt": {"tx": format!("0xfinal{i}")}}),
+            1 => json!({"status": "failed", "error_message": "card declined"}),
+            2 => json!({"status": "released"}),
+            _ => continue,
+        };
+        settle(&svc, &id, body, &mut expected).await;
+    }
+    let org = payment_attempts::OrganizationId::parse("org_acme").unwrap();
+    let attempts = svc.store.every(&org, payment_attempts::ListQuery::default()).await.unwrap();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done = events.publisher().republish(&attempts, until).await;
+    assert_eq!((done.events, done.unpublished), (expected.len(), 0));
+    let republished = events.delivered().await;
+    assert_eq!(republished.len(), expected.len());
+    assert_published(&deduplicated(&republished), &expected);
+    // The stream's events for the same changes: the same ids and details (deduplication
+    // checks that a change's deliveries agree).
+    events.publish().await;
+    let all = events.delivered().await;
+    assert_eq!(all.len(), 2 * expected.len());
+    assert_published(&deduplicated(&all), &expected);
+}

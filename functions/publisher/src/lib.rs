@@ -23,7 +23,7 @@ use payment_attempts::attempt_event::AttemptEvent;
 use payment_attempts::budget::Deadline;
 use payment_attempts::metrics::Metric;
 use payment_attempts::store::AttemptChange;
-use payment_attempts::AttemptId;
+use payment_attempts::{Attempt, AttemptId};
 use tokio::time::Instant;
 
 /// PutEvents' limits: entries per call, and a call's size as EventBridge counts it.
@@ -33,6 +33,8 @@ const MAX_CALL_BYTES: usize = 256 * 1024;
 const TIME_BYTES: usize = 14;
 /// Rounds of PutEvents for the entries refused so far, within the invocation.
 const ROUNDS: u32 = 6;
+/// Changes republished at a time: the stream mapping's `BatchSize`.
+const BATCH_SIZE: usize = 100;
 
 /// Where events go: the bus and the `source` they carry (template parameters).
 pub struct Publisher {
@@ -72,8 +74,53 @@ impl Publisher {
     /// Publishes the batch's changes until `until`; what is left is reported from its first
     /// record, as Lambda's `ReportBatchItemFailures` expects.
     pub async fn publish(&self, event: &Event, until: Instant) -> (DynamoDbEventResponse, Published) {
-        let (mut pending, left_out) = self.changes(event);
-        let mut done = Published { left_out, ..Published::default() };
+        let (pending, left_out) = self.changes(event);
+        let (pending, mut done) = self.put_all(pending, until).await;
+        done.left_out = left_out;
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(first) = pending.first() {
+            tracing::warn!(unpublished = pending.len(), from = %first.sequence, "batch not wholly published");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(first.sequence.clone());
+            response.batch_item_failures.push(failure);
+        }
+        let Published { events: published, calls, unpublished, left_out } = done;
+        Metric::PublisherBatch { published, calls, unpublished, left_out }.emit();
+        (response, done)
+    }
+
+    /// Publishes again every change of `attempts` (each version rebuilt from its history),
+    /// until `until`: for changes whose batch was given up on (`admin republish`). Consumers
+    /// see the same events, ids included, as the stream's.
+    pub async fn republish(&self, attempts: &[Attempt], until: Instant) -> Published {
+        let mut changes = Vec::new();
+        for attempt in attempts {
+            let versions: Vec<Attempt> = (1..=attempt.version).filter_map(|v| attempt.at_version(v)).collect();
+            for (i, version) in versions.iter().enumerate() {
+                let before = i.checked_sub(1).map(|previous| &versions[previous]);
+                if let Some(change) =
+                    AttemptEvent::of_change(before, version).and_then(|e| self.change(&e, String::new()))
+                {
+                    changes.push(change);
+                }
+            }
+        }
+        // In stream-sized batches, one after the other, as the mapping would deliver them.
+        let mut done = Published::default();
+        while !changes.is_empty() {
+            let rest = changes.split_off(changes.len().min(BATCH_SIZE));
+            let (_, batch) = self.put_all(std::mem::replace(&mut changes, rest), until).await;
+            done.events += batch.events;
+            done.calls += batch.calls;
+            done.unpublished += batch.unpublished;
+        }
+        done
+    }
+
+    /// Puts `pending` until `until`, in rounds, again what was refused: what is still
+    /// unpublished, in order, and what was done.
+    async fn put_all(&self, mut pending: Vec<Change>, until: Instant) -> (Vec<Change>, Published) {
+        let mut done = Published::default();
         for round in 0..ROUNDS {
             if pending.is_empty() || Instant::now() >= until {
                 break;
@@ -99,16 +146,7 @@ impl Publisher {
             });
         }
         done.unpublished = pending.len();
-        let mut response = DynamoDbEventResponse::default();
-        if let Some(first) = pending.first() {
-            tracing::warn!(unpublished = pending.len(), from = %first.sequence, "batch not wholly published");
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(first.sequence.clone());
-            response.batch_item_failures.push(failure);
-        }
-        let Published { events: published, calls, unpublished, left_out } = done;
-        Metric::PublisherBatch { published, calls, unpublished, left_out }.emit();
-        (response, done)
+        (pending, done)
     }
 
     /// The batch's attempt changes as entries, in stream order, and how many records were
@@ -127,27 +165,34 @@ impl Publisher {
                 }
             };
             let Some(published) = AttemptEvent::of_change(change.before.as_ref(), &change.after) else { continue };
-            let detail = match published.detail() {
-                Ok(detail) => detail,
-                Err(error) => {
-                    left_out += 1;
-                    tracing::error!(%error, attempt_id = %change.after.id, "event detail not serialized; no event published");
-                    continue;
-                }
-            };
-            let detail_type = published.event_type.as_str();
-            let bytes = TIME_BYTES + self.source.len() + detail_type.len() + detail.len();
-            let time = DateTime::from_millis(published.changed_at().unix_millis());
-            let entry = PutEventsRequestEntry::builder()
-                .event_bus_name(&self.bus)
-                .source(&self.source)
-                .detail_type(detail_type)
-                .detail(detail)
-                .time(time)
-                .build();
-            changes.push(Change { sequence: change.sequence, attempt: change.after.id.clone(), entry, bytes });
+            match self.change(&published, change.sequence) {
+                Some(change) => changes.push(change),
+                None => left_out += 1,
+            }
         }
         (changes, left_out)
+    }
+
+    /// The entry that publishes `event`, found at `sequence` in the stream.
+    fn change(&self, event: &AttemptEvent, sequence: String) -> Option<Change> {
+        let detail = match event.detail() {
+            Ok(detail) => detail,
+            Err(error) => {
+                tracing::error!(%error, attempt_id = %event.attempt.id, "event detail not serialized; no event published");
+                return None;
+            }
+        };
+        let detail_type = event.event_type.as_str();
+        let bytes = TIME_BYTES + self.source.len() + detail_type.len() + detail.len();
+        let time = DateTime::from_millis(event.changed_at().unix_millis());
+        let entry = PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source(&self.source)
+            .detail_type(detail_type)
+            .detail(detail)
+            .time(time)
+            .build();
+        Some(Change { sequence, attempt: event.attempt.id.clone(), entry, bytes })
     }
 
     /// One PutEvents call of `call`'s entries: which EventBridge took (all refused if the

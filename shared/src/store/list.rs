@@ -67,6 +67,24 @@ struct Walk<'a> {
 }
 
 impl AttemptStore {
+    /// Every attempt `query` matches, newest first, page after page (its limit and cursor
+    /// are the walk's): for operators' commands, not requests.
+    pub async fn every(&self, org: &OrganizationId, mut query: ListQuery) -> Result<Vec<Attempt>, StoreError> {
+        let mut attempts = Vec::new();
+        query.limit = crate::page::MAX_LIMIT;
+        query.cursor = None;
+        loop {
+            let page = self.list(org, &query).await?;
+            let last = page.attempts.last().map(|a| Cursor::StartingAfter(a.id.clone()));
+            attempts.extend(page.attempts);
+            // A page cut short by its read budget says where to go on.
+            match page.resume.or(last).filter(|_| page.has_more) {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(attempts),
+            }
+        }
+    }
+
     /// A page of the organization's attempts (of one session if asked), newest first.
     ///
     /// Session and creation-time bounds are key conditions; status and capability filter the

@@ -24,7 +24,7 @@ use super::transact::{conflicts_only, put, Reason, Transaction, Write};
 use super::{AttemptStore, StoreError};
 use crate::attempt::Attempt;
 use crate::id::{OrganizationId, SessionId};
-use crate::page::{Cursor, ListQuery};
+use crate::page::ListQuery;
 use crate::summary::{Summary, SummaryScope};
 use crate::time::Timestamp;
 
@@ -133,18 +133,7 @@ impl AttemptStore {
     /// would have. Idempotent, and safe while writes and the summarizer go on (each catch-up
     /// is conditional on the marker it read).
     pub async fn recount(&self, org: &OrganizationId, session: Option<&SessionId>) -> Result<Recount, StoreError> {
-        let mut attempts = Vec::new();
-        let mut query = ListQuery { limit: 100, session_id: session.cloned(), ..ListQuery::default() };
-        loop {
-            let page = self.list(org, &query).await?;
-            let last = page.attempts.last().map(|a| Cursor::StartingAfter(a.id.clone()));
-            attempts.extend(page.attempts);
-            // A page cut short by its read budget says where to go on.
-            match page.resume.or(last).filter(|_| page.has_more) {
-                Some(cursor) => query.cursor = Some(cursor),
-                None => break,
-            }
-        }
+        let attempts = self.every(org, ListQuery { session_id: session.cloned(), ..ListQuery::default() }).await?;
         let mut walked = Summary::default();
         let mut catchups = Vec::new();
         for attempt in &attempts {
