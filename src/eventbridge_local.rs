@@ -135,7 +135,12 @@ pub async fn create_bus(endpoint: &str, spec: &EventsSpec, name: &str, archive: 
     if events.describe_event_bus().name(name).send().await.is_ok() {
         return Ok(());
     }
-    let bus = events.create_event_bus().name(name).send().await?;
+    let bus = match events.create_event_bus().name(name).send().await {
+        Ok(bus) => bus,
+        // Another server sharing the emulator created it meanwhile, with its archive.
+        Err(_) if events.describe_event_bus().name(name).send().await.is_ok() => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
     let arn = bus.event_bus_arn().ok_or("the emulator gave the bus no ARN")?;
     if archive == Archive::Keep {
         events

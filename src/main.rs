@@ -70,7 +70,9 @@ async fn serve(settings: Settings) -> Result<()> {
     template.create_table(&client, &settings.table_name).await?;
     let bus = &template.events.bus_name;
     eventbridge_local::create_bus(&events_endpoint, &template.events, bus, Archive::Keep).await?;
-    let tail = Subscription::create(&events_endpoint, &template.events, bus, "local-tail").await?;
+    // A rule and queue of this server's own: another server may share the emulator and bus.
+    let tail_name = format!("{}-tail", settings.table_name);
+    let tail = Subscription::create(&events_endpoint, &template.events, bus, &tail_name).await?;
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::warn!("local only: JWT claims are read from the bearer token WITHOUT verifying its signature");

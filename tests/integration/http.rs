@@ -5,12 +5,13 @@ use crate::common;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use payment_attempts_local::dynamodb_local::free_port;
 
-/// The `local-api` binary, stopped when the test ends.
-struct LocalServer(Child);
+/// The `local-api` binary, stopped when the test ends, and the lines it printed so far.
+struct LocalServer(Child, Arc<Mutex<Vec<String>>>);
 
 impl Drop for LocalServer {
     fn drop(&mut self) {
@@ -23,6 +24,7 @@ fn start_server(port: u16) -> LocalServer {
     let mut child = Command::new(env!("CARGO_BIN_EXE_local-api"))
         .env("PORT", port.to_string())
         .env("AWS_ENDPOINT_URL_DYNAMODB", common::engine_endpoint())
+        .env("AWS_ENDPOINT_URL_EVENTBRIDGE", common::events::events_endpoint())
         .env("TABLE_NAME", format!("readme-{port}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -30,12 +32,20 @@ fn start_server(port: u16) -> LocalServer {
         .spawn()
         .expect("local-api starts");
     let stderr = child.stderr.take().unwrap();
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let lines = printed.clone();
     std::thread::spawn(move || {
-        BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| eprintln!("local-api: {l}"))
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("local-api: {line}");
+            lines.lock().unwrap().push(line);
+        }
     });
-    let server = LocalServer(child);
+    let mut server = LocalServer(child, printed);
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("local-api exited ({status}): {:#?}", server.1.lock().unwrap());
+        }
         assert!(started.elapsed() < Duration::from_secs(30), "local-api did not listen on {port}");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -55,7 +65,7 @@ fn readme_examples() -> String {
 #[test]
 fn the_readme_curl_examples_work_against_the_local_server() {
     let port = free_port().unwrap();
-    let _server = start_server(port);
+    let server = start_server(port);
     let token = payment_attempts_local::token::unsigned(&serde_json::json!({"org_id": "org_acme", "sub": "readme"}));
     // The block sets API and TOKEN for a reader's shell; here they point at this test's server.
     let script: String = readme_examples()
@@ -88,6 +98,21 @@ fn the_readme_curl_examples_work_against_the_local_server() {
         r#""object":"payment_attempt_summary""#,
     ] {
         assert!(stdout.contains(expected), "README output lacks {expected}:\n{stdout}");
+    }
+    // The server prints the events of the attempt the examples recorded, then settled.
+    let settled = stdout.split("payatt_").nth(1).map(|rest| &rest[..32]).expect("an attempt id in the output");
+    let wanted = [
+        format!("event payment_attempt.created payatt_{settled}.v1 org_acme pending 0.014"),
+        format!("event payment_attempt.succeeded payatt_{settled}.v2 org_acme succeeded 0.014"),
+    ];
+    let started = Instant::now();
+    loop {
+        let printed = server.1.lock().unwrap().clone();
+        if wanted.iter().all(|line| printed.contains(line)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no {wanted:?} in {printed:#?}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -23,7 +23,8 @@ use payment_attempts::attempt_event::AttemptEvent;
 use payment_attempts::budget::Deadline;
 use payment_attempts::metrics::Metric;
 use payment_attempts::store::AttemptChange;
-use payment_attempts::{Attempt, AttemptId};
+use payment_attempts::time::Timestamp;
+use payment_attempts::{Attempt, AttemptId, OrganizationId};
 use tokio::time::Instant;
 
 /// PutEvents' limits: entries per call, and a call's size as EventBridge counts it.
@@ -46,6 +47,7 @@ pub struct Publisher {
 /// One change to publish: its stream record, its attempt (for order), and its entry.
 struct Change {
     sequence: String,
+    organization: OrganizationId,
     attempt: AttemptId,
     entry: PutEventsRequestEntry,
     bytes: usize,
@@ -79,7 +81,17 @@ impl Publisher {
         done.left_out = left_out;
         let mut response = DynamoDbEventResponse::default();
         if let Some(first) = pending.first() {
-            tracing::warn!(unpublished = pending.len(), from = %first.sequence, "batch not wholly published");
+            // What `republish` needs if the batch is given up on: whose, and since when.
+            let organizations: std::collections::BTreeSet<&str> =
+                pending.iter().map(|c| c.organization.as_str()).collect();
+            let oldest = pending.iter().map(|c| c.attempt.created_ms()).min().and_then(Timestamp::from_unix_millis);
+            tracing::warn!(
+                unpublished = pending.len(),
+                from = %first.sequence,
+                ?organizations,
+                oldest_created = %oldest.map(|t| t.to_string()).unwrap_or_default(),
+                "batch not wholly published"
+            );
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = Some(first.sequence.clone());
             response.batch_item_failures.push(failure);
@@ -192,7 +204,8 @@ impl Publisher {
             .detail(detail)
             .time(time)
             .build();
-        Some(Change { sequence, attempt: event.attempt.id.clone(), entry, bytes })
+        let (organization, attempt) = (event.attempt.organization_id.clone(), event.attempt.id.clone());
+        Some(Change { sequence, organization, attempt, entry, bytes })
     }
 
     /// One PutEvents call of `call`'s entries: which EventBridge took (all refused if the
@@ -262,7 +275,14 @@ mod tests {
 
     fn change(attempt: &str, bytes: usize) -> Change {
         let id = AttemptId::parse(&format!("payatt_{attempt:0>32}")).unwrap();
-        Change { sequence: String::new(), attempt: id, entry: PutEventsRequestEntry::builder().build(), bytes }
+        let organization = OrganizationId::parse("org_acme").unwrap();
+        Change {
+            sequence: String::new(),
+            organization,
+            attempt: id,
+            entry: PutEventsRequestEntry::builder().build(),
+            bytes,
+        }
     }
 
     #[test]
