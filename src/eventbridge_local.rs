@@ -120,17 +120,8 @@ fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
-/// Whether a local bus keeps its events in an archive, as the template's does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Archive {
-    Keep,
-    /// For tests that put thousands of events: moto's archive costs time in proportion to
-    /// the events it holds, for every event put (BENCHMARKS.md).
-    Skip,
-}
-
 /// Creates the bus `name`, and its archive as the template declares it.
-pub async fn create_bus(endpoint: &str, spec: &EventsSpec, name: &str, archive: Archive) -> Result<(), Error> {
+pub async fn create_bus(endpoint: &str, spec: &EventsSpec, name: &str) -> Result<(), Error> {
     let events = client(endpoint);
     if events.describe_event_bus().name(name).send().await.is_ok() {
         return Ok(());
@@ -142,16 +133,14 @@ pub async fn create_bus(endpoint: &str, spec: &EventsSpec, name: &str, archive: 
         Err(error) => return Err(error.into()),
     };
     let arn = bus.event_bus_arn().ok_or("the emulator gave the bus no ARN")?;
-    if archive == Archive::Keep {
-        events
-            .create_archive()
-            .archive_name(format!("{name}-archive"))
-            .event_source_arn(arn)
-            .retention_days(spec.archive_retention_days)
-            .event_pattern(source_pattern(spec))
-            .send()
-            .await?;
-    }
+    events
+        .create_archive()
+        .archive_name(format!("{name}-archive"))
+        .event_source_arn(arn)
+        .retention_days(spec.archive_retention_days)
+        .event_pattern(source_pattern(spec))
+        .send()
+        .await?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use payment_attempts::runtime::{self, Settings};
 use payment_attempts::AttemptStore;
 use payment_attempts_local::dynamodb_local::{self, DynamoDbLocal};
-use payment_attempts_local::eventbridge_local::{self, Archive, EventBridgeLocal, Subscription};
+use payment_attempts_local::eventbridge_local::{self, EventBridgeLocal, Subscription};
 use payment_attempts_local::local_api::LocalApi;
 use payment_attempts_local::stream_mapping::{StreamFunction, StreamMapping};
 use payment_attempts_local::template::Template;
@@ -69,7 +69,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let client = dynamodb_local::client(&endpoint);
     template.create_table(&client, &settings.table_name).await?;
     let bus = &template.events.bus_name;
-    eventbridge_local::create_bus(&events_endpoint, &template.events, bus, Archive::Keep).await?;
+    eventbridge_local::create_bus(&events_endpoint, &template.events, bus).await?;
     // A rule and queue of this server's own: another server may share the emulator and bus.
     let tail_name = format!("{}-tail", settings.table_name);
     let tail = Subscription::create(&events_endpoint, &template.events, bus, &tail_name).await?;

@@ -1,14 +1,13 @@
 //! Load over loopback: concurrent clients create attempts through the local HTTP server and
-//! settle every other one, while the summarizer counts them from the stream (as the local
-//! server runs it); then a full page walk finds each attempt exactly once, once the
-//! summarizer has caught up the summary equals the walk's totals, and once the publisher has
-//! taken the stream every acknowledged change has its event. Bounded in count and time;
-//! prints throughput and latency percentiles, and events per PutEvents call. A second test
-//! writes at a steady rate with the publisher polling, and prints the publish lag.
-//!
-//! The publisher does not run during the load: moto's EventBridge takes about 10 ms per event
-//! (rule and archive), near 100 events a second on one core, which would measure the emulator. `LOAD_REQUESTS` (creates) and `LOAD_CLIENTS`
-//! change its size (`make load`).
+//! settle every other one, while the summarizer counts them and the publisher puts their
+//! events on the bus from the stream (as the local server runs them); then a full page walk
+//! finds each attempt exactly once, once the summarizer has caught up the summary equals the
+//! walk's totals, and once the publisher has caught up every acknowledged change has its
+//! event. Bounded in count and time; prints throughput and latency percentiles, and events
+//! per PutEvents call (moto shares the machine: the figures are the emulator's as much as
+//! ours, BENCHMARKS.md). A second test, run by `make load`, writes at a steady rate and
+//! prints the publish lag.
+//! `LOAD_REQUESTS` (creates) and `LOAD_CLIENTS` change the first's size (`make load`).
 
 // The load test uses only part of the harness that the integration tests share.
 #[allow(dead_code)]
@@ -195,6 +194,7 @@ async fn concurrent_creates_over_loopback_are_each_stored_once() {
 /// 10) while the publisher polls the stream every 250 ms, as the local server runs it; prints
 /// the lag from each acknowledgement to the event's delivery to the subscribed queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a figure, not a check the others lack: make load runs it"]
 async fn every_change_is_published_and_the_lag_is_reported() {
     let (rate, seconds) = (env_or("LAG_WRITES_PER_SECOND", 20), env_or("LAG_SECONDS", 10));
     let svc = common::service().await;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
-use payment_attempts_local::eventbridge_local::{self, Archive, Delivered, EventBridgeLocal, Subscription};
+use payment_attempts_local::eventbridge_local::{self, Delivered, EventBridgeLocal, Subscription};
 use payment_attempts_local::stream_mapping::{StreamFunction, StreamMapping};
 use serde_json::Value;
 
@@ -67,9 +67,7 @@ impl Service {
         let template = template();
         let bus = format!("{}-bus", self.table);
         let emulator = events_endpoint();
-        eventbridge_local::create_bus(&emulator, &template.events, &bus, Archive::Skip)
-            .await
-            .expect("the bus is created");
+        eventbridge_local::create_bus(&emulator, &template.events, &bus).await.expect("the bus is created");
         let subscription = Subscription::create(&emulator, &template.events, &bus, &format!("{}-sub", self.table))
             .await
             .expect("a queue is subscribed");
