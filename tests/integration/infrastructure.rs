@@ -128,6 +128,9 @@ fn only_trusted_writers_and_named_administrators_may_send_commands() {
     let send = statements.iter().find(|s| s["Effect"].as_str() == Some("Allow")).unwrap();
     assert_eq!(send["Principal"]["Service"].as_str(), Some("events.amazonaws.com"));
     assert_eq!(send["Condition"]["ArnEquals"]["aws:SourceArn"].as_str(), Some("WebhookRule.Arn"));
+    let others = statements.iter().find(|s| s["Sid"].as_str() == Some("OnlyTheWebhookRuleSends")).unwrap();
+    assert_eq!((others["Effect"].as_str(), others["Action"].as_str()), (Some("Deny"), Some("sqs:SendMessage")));
+    assert_eq!(others["Condition"]["ArnNotEquals"]["aws:SourceArn"].as_str(), Some("WebhookRule.Arn"));
 }
 
 /// The publisher puts on the stack's bus with the source the parameters name; the archive
@@ -233,6 +236,7 @@ fn the_alarms_have_runbooks_and_notify_the_topic() {
             "SummariesBehindAlarm",
             "SummariesIncompleteAlarm",
             "SummarizerFailuresAlarm",
+            "WebhookDeadLettersAlarm",
             "WorkerErrorsAlarm"
         ]
     );

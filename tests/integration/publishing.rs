@@ -105,10 +105,11 @@ async fn refused_entries_failed_calls_and_lost_answers_still_publish_every_chang
     for i in 0..25 {
         ids.push(create(&svc, &attempt_body(None, &format!("0.1{i}")), &mut expected).await);
     }
-    // EventBridge refuses about half the entries of three calls, then fails two calls whole:
-    // what it refused is put again, within the invocation, and only that.
+    // EventBridge refuses about half the entries of three calls, then fails seven tries
+    // whole: more than the SDK's 3 tries of one call, so at least one call fails and its
+    // entries wait for the next round. What it refused is put again, and only that.
     proxy.inject(Some("PutEvents"), Fault::RefuseEntries(7), Some(3));
-    proxy.inject(Some("PutEvents"), Fault::Error { status: 500, code: "InternalException" }, Some(2));
+    proxy.inject(Some("PutEvents"), Fault::Error { status: 500, code: "InternalException" }, Some(7));
     events.publish().await;
     let delivered = events.delivered().await;
     assert_published(&deduplicated(&delivered), &expected);

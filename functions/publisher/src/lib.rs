@@ -105,20 +105,29 @@ impl Publisher {
     /// until `until`: for changes whose batch was given up on (`admin republish`). Consumers
     /// see the same events, ids included, as the stream's.
     pub async fn republish(&self, attempts: &[Attempt], until: Instant) -> Published {
-        let mut changes = Vec::new();
+        let (mut changes, mut unbuilt) = (Vec::new(), 0);
         for attempt in attempts {
-            let versions: Vec<Attempt> = (1..=attempt.version).filter_map(|v| attempt.at_version(v)).collect();
-            for (i, version) in versions.iter().enumerate() {
-                let before = i.checked_sub(1).map(|previous| &versions[previous]);
-                if let Some(change) =
-                    AttemptEvent::of_change(before, version).and_then(|e| self.change(&e, String::new()))
-                {
-                    changes.push(change);
+            for version in 1..=attempt.version {
+                // Each version and the one before it, by number: a version that cannot be
+                // rebuilt is counted, never skipped over (its successor would pose as it).
+                let (Some(after), before) = (attempt.at_version(version), attempt.at_version(version - 1)) else {
+                    tracing::error!(attempt_id = %attempt.id, version, "version not rebuilt from the history");
+                    unbuilt += 1;
+                    continue;
+                };
+                if version > 1 && before.is_none() {
+                    unbuilt += 1;
+                    continue;
+                }
+                let event = AttemptEvent::of_change(before.as_ref(), &after);
+                match event.and_then(|event| self.change(&event, String::new())) {
+                    Some(change) => changes.push(change),
+                    None => unbuilt += 1,
                 }
             }
         }
         // In stream-sized batches, one after the other, as the mapping would deliver them.
-        let mut done = Published::default();
+        let mut done = Published { unpublished: unbuilt, ..Published::default() };
         while !changes.is_empty() {
             let rest = changes.split_off(changes.len().min(BATCH_SIZE));
             let (_, batch) = self.put_all(std::mem::replace(&mut changes, rest), until).await;

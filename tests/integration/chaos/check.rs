@@ -178,13 +178,26 @@ pub fn created_differently(answered: &Value, stored: &Value) -> Option<String> {
 
 /// Every stored change against the events delivered: each version of each attempt once by id
 /// (after deduplication, which checks the schema, that duplicates agree, and version order),
-/// as the attempt was at that version, and no event for a change that is not stored.
-pub fn check_events(stored: &BTreeMap<String, Value>, delivered: &[Delivered]) -> Vec<String> {
+/// as the attempt was at that version (whole: the last against retrieve, a create against its
+/// acknowledged answer; an earlier version otherwise by its status change), and no event for a
+/// change that is not stored.
+pub fn check_events(history: &[Op], stored: &BTreeMap<String, Value>, delivered: &[Delivered]) -> Vec<String> {
     let published = match try_deduplicated(delivered) {
         Ok(published) => published,
         Err(problem) => return vec![format!("events: {problem}")],
     };
     let mut violations = Vec::new();
+    // The attempt as each acknowledged create answered it: its first version, whole.
+    let mut answered: HashMap<String, Value> = HashMap::new();
+    for op in history.iter().filter(|op| matches!(op.write, Write::Create)) {
+        if let Some((status, body)) = op.final_answer().filter(|(status, _)| (200..300).contains(status)) {
+            let Ok(mut attempt) = serde_json::from_str::<Value>(body) else { continue };
+            if let (201, Some(id)) = (status, attempt["id"].as_str().map(str::to_owned)) {
+                attempt.as_object_mut().map(|fields| fields.remove("status_history"));
+                answered.insert(format!("{id}.v1"), attempt);
+            }
+        }
+    }
     let mut expected = std::collections::HashSet::new();
     for (id, attempt) in stored {
         let history = attempt["status_history"].as_array().cloned().unwrap_or_default();
@@ -198,6 +211,10 @@ pub fn check_events(stored: &BTreeMap<String, Value>, delivered: &[Delivered]) -
             let shown = (&detail["attempt"]["status"], &detail["previous_status"], &detail["changed_at"]);
             if shown != (&change["status"], &previous, &change["changed_at"]) {
                 violations.push(format!("{event_id}: the event shows {shown:?}, the history {change}"));
+            }
+            if let Some(first) = answered.get(&event_id).filter(|first| detail["attempt"] != **first) {
+                violations
+                    .push(format!("{event_id}: the event shows {}, the create answered {first}", detail["attempt"]));
             }
             if i + 1 == history.len() {
                 let mut row = attempt.clone();

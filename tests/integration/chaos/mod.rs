@@ -163,7 +163,7 @@ async fn a_randomized_fault_campaign_finds_no_violation() {
     let stored = walk(&svc).await;
     let mut violations = check(&world.history, &stored, &svc).await;
     let delivered = events.delivered().await;
-    violations.extend(check_events(&stored, &delivered));
+    violations.extend(check_events(&world.history, &stored, &delivered));
     let faults = proxy.chaos_counts();
     let event_faults = events_proxy.chaos_counts();
     let (creates, settles) = world.history.iter().fold((0, 0), |(c, s), op| match op.write {

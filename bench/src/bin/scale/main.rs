@@ -73,7 +73,7 @@ fn kind_of(key: &str) -> &'static str {
     match key {
         k if k.starts_with("index ") => "session index",
         k if k.contains("#ATT#") => "attempts",
-        k if k.contains("#IDEM#") => "idempotency records",
+        k if k.contains("#IDEM#") || k.contains("#WIDEM#") => "idempotency records",
         k if k.contains("#HASH#") => "replay guards",
         k if k.contains("#SUMD#") => "summarizer markers",
         k if k.contains("#SUM") => "summary counters",
