@@ -232,7 +232,12 @@ impl Template {
                 StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::from(view));
             create = create.stream_specification(stream.build()?);
         }
-        create.send().await?;
+        match create.send().await {
+            Ok(_) => {}
+            // An earlier try of this call created it, its answer late (a loaded machine): ours.
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(error) => return Err(error.into()),
+        }
         let ttl = &t["TimeToLiveSpecification"];
         if ttl["Enabled"].as_bool() == Some(true) {
             client
