@@ -31,7 +31,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# 5,000 creates from 32 clients over loopback, then a full page walk (make test runs 1,000);
+# 5,000 creates from 32 clients over loopback, then a full page walk (make test runs 600);
 # then the publish lag at a steady rate.
 load: setup
 	LOAD_REQUESTS=5000 LOAD_CLIENTS=32 cargo test --test load -- --nocapture --include-ignored --test-threads 1

@@ -34,7 +34,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_over_loopback_are_each_stored_once() {
-    let (requests, clients) = (env_or("LOAD_REQUESTS", 1000), env_or("LOAD_CLIENTS", 32));
+    let (requests, clients) = (env_or("LOAD_REQUESTS", 600), env_or("LOAD_CLIENTS", 32));
     let svc = common::service().await;
     let api = Arc::new(LocalApi::new(&common::template(), svc.store.clone(), Settings::new(&svc.table)));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
