@@ -76,18 +76,7 @@ impl DynamoDbLocal {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> io::Result<()> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self.wrapper.try_wait()? {
-                return Err(io::Error::other(format!("DynamoDB Local exited ({status}); is Java 17 installed?")));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(io::Error::new(io::ErrorKind::TimedOut, "DynamoDB Local did not start within 60 s"))
+        wait_listening(&mut self.wrapper, self.port, timeout, "DynamoDB Local (on Java 17)")
     }
 
     pub fn port(&self) -> u16 {
@@ -116,6 +105,23 @@ impl Drop for DynamoDbLocal {
 pub fn operation(headers: &hyper::HeaderMap) -> String {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
     target.rsplit('.').next().unwrap_or_default().to_owned()
+}
+
+/// Waits until `port` on loopback accepts connections; an error if `child`, which serves it,
+/// exits first or `timeout` passes.
+pub fn wait_listening(child: &mut Child, port: u16, timeout: Duration, what: &str) -> io::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!("{what} exited ({status})")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} did not start within {timeout:?}")))
 }
 
 /// A port that was free a moment ago on loopback.

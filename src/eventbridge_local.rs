@@ -5,19 +5,17 @@
 //! which is how a consumer would see the events, read by tests and by `make dev`'s tail.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_eventbridge::config::{Credentials, Region};
-use std::sync::Arc;
-
 use aws_sdk_eventbridge::types::Target;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use serde_json::Value;
 
-use crate::dynamodb_local::free_port;
+use crate::dynamodb_local::{free_port, wait_listening};
 use crate::template::EventsSpec;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -65,19 +63,9 @@ impl EventBridgeLocal {
             .spawn()?;
         let stdin = wrapper.stdin.take();
         let mut emulator = EventBridgeLocal { wrapper, stdin, port };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(emulator);
-            }
-            if let Some(status) = emulator.wrapper.try_wait()? {
-                return Err(io::Error::other(format!("the EventBridge emulator exited ({status})")));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        emulator.stop();
-        Err(io::Error::new(io::ErrorKind::TimedOut, "the EventBridge emulator did not start within 30 s"))
+        // On an error, dropping the emulator stops it.
+        wait_listening(&mut emulator.wrapper, port, Duration::from_secs(30), "the EventBridge emulator")?;
+        Ok(emulator)
     }
 
     pub fn endpoint(&self) -> String {

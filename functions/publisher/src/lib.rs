@@ -102,28 +102,29 @@ impl Publisher {
     }
 
     /// Publishes again every change of `attempts` (each version rebuilt from its history),
-    /// until `until`: for changes whose batch was given up on (`admin republish`). Consumers
+    /// until `until`: for changes whose batch was given up on (`republish`). Consumers
     /// see the same events, ids included, as the stream's.
     pub async fn republish(&self, attempts: &[Attempt], until: Instant) -> Published {
         let (mut changes, mut unbuilt) = (Vec::new(), 0);
         for attempt in attempts {
+            // Each version after the one before it: a version that cannot be rebuilt is
+            // counted, and so is the next (it would pose as a creation).
+            let mut before: Option<Attempt> = None;
             for version in 1..=attempt.version {
-                // Each version and the one before it, by number: a version that cannot be
-                // rebuilt is counted, never skipped over (its successor would pose as it).
-                let (Some(after), before) = (attempt.at_version(version), attempt.at_version(version - 1)) else {
-                    tracing::error!(attempt_id = %attempt.id, version, "version not rebuilt from the history");
-                    unbuilt += 1;
-                    continue;
+                let after = attempt.at_version(version);
+                let event = match (&after, version) {
+                    (Some(after), 1) => AttemptEvent::of_change(None, after),
+                    (Some(after), _) => before.as_ref().and_then(|before| AttemptEvent::of_change(Some(before), after)),
+                    (None, _) => None,
                 };
-                if version > 1 && before.is_none() {
-                    unbuilt += 1;
-                    continue;
-                }
-                let event = AttemptEvent::of_change(before.as_ref(), &after);
                 match event.and_then(|event| self.change(&event, String::new())) {
                     Some(change) => changes.push(change),
-                    None => unbuilt += 1,
+                    None => {
+                        tracing::error!(attempt_id = %attempt.id, version, "version not rebuilt from the history");
+                        unbuilt += 1;
+                    }
                 }
+                before = after;
             }
         }
         // In stream-sized batches, one after the other, as the mapping would deliver them.
